@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Tenant states (the school lifecycle).
+const (
+	StatePendingSetup = "pending_setup"
+	StateActive       = "active"
+	StateDeactivated  = "deactivated"
+	StateDeleted      = "deleted"
+)
+
+// Tenant is a school.
+type Tenant struct {
+	ID                       string
+	State                    string
+	Name                     string
+	Country, Region          string
+	Language, Host           string
+	CredentialsFailingSince  *time.Time
+	CredentialsFailureReason string
+	LastWebhookAt            *time.Time
+	StateChangedAt           time.Time
+	CreatedAt                time.Time
+}
+
+// Credentials are a tenant's platform credentials: clientId, the OIDC secret (code flow) and the
+// platform password (client credentials). Secret and Password are plaintext only in memory.
+type Credentials struct {
+	ClientID  string
+	Secret    string
+	Password  string
+	Version   int
+	Source    string // webhook, manual or operator
+	CreatedAt time.Time
+}
+
+// String and LogValue keep the secret values out of every log line and error message, whatever
+// formats a Credentials.
+func (c Credentials) String() string {
+	return fmt.Sprintf("credentials[client_id=%s version=%d source=%s]", c.ClientID, c.Version, c.Source)
+}
+
+// LogValue implements slog.LogValuer.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("client_id", c.ClientID), slog.Int("version", c.Version), slog.String("source", c.Source))
+}
+
+// UpsertTenant creates the tenant, or updates its state (and name, when given) if it exists.
+func (s *Store) UpsertTenant(ctx context.Context, id, state, name string) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO tenants (tenant_id, state, name) VALUES ($1, $2, $3)
+		ON CONFLICT (tenant_id) DO UPDATE SET
+			state = EXCLUDED.state,
+			name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE tenants.name END,
+			state_changed_at = CASE WHEN tenants.state <> EXCLUDED.state THEN now() ELSE tenants.state_changed_at END,
+			updated_at = now()`, id, state, name)
+	if err != nil {
+		return fmt.Errorf("upsert tenant %s: %w", id, err)
+	}
+	return nil
+}
+
+// Tenant returns one tenant.
+func (s *Store) Tenant(ctx context.Context, id string) (Tenant, error) {
+	var t Tenant
+	err := s.pool.QueryRow(ctx, `
+		SELECT tenant_id, state, name, country, region, language, host,
+		       credentials_failing_since, credentials_failure_reason, last_webhook_at,
+		       state_changed_at, created_at
+		FROM tenants WHERE tenant_id = $1`, id).Scan(
+		&t.ID, &t.State, &t.Name, &t.Country, &t.Region, &t.Language, &t.Host,
+		&t.CredentialsFailingSince, &t.CredentialsFailureReason, &t.LastWebhookAt,
+		&t.StateChangedAt, &t.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Tenant{}, ErrNotFound
+	}
+	if err != nil {
+		return Tenant{}, fmt.Errorf("tenant %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// AddCredentials seals and stores a new version of the tenant's credentials and returns its
+// version number. The tenant must exist.
+func (s *Store) AddCredentials(ctx context.Context, tenantID string, c Credentials) (int, error) {
+	sealedSecret, err := s.seal(c.Secret, tenantID, ColCredentialSecret)
+	if err != nil {
+		return 0, err
+	}
+	sealedPassword, err := s.seal(c.Password, tenantID, ColCredentialPassword)
+	if err != nil {
+		return 0, err
+	}
+	var version int
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		// Lock the tenant row so concurrent writers number their versions one after the other.
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE`, tenantID).Scan(new(int)); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		return tx.QueryRow(ctx, `
+			INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source)
+			SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
+			FROM tenant_credentials WHERE tenant_id = $1
+			RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("add credentials for tenant %s: %w", tenantID, err)
+	}
+	return version, nil
+}
+
+// CurrentCredentials returns the tenant's newest credentials, opened.
+func (s *Store) CurrentCredentials(ctx context.Context, tenantID string) (Credentials, error) {
+	var (
+		c                        Credentials
+		sealedSecret, sealedPass []byte
+	)
+	err := s.pool.QueryRow(ctx, `
+		SELECT client_id, secret_sealed, password_sealed, version, source, created_at
+		FROM tenant_credentials WHERE tenant_id = $1
+		ORDER BY version DESC LIMIT 1`, tenantID).Scan(
+		&c.ClientID, &sealedSecret, &sealedPass, &c.Version, &c.Source, &c.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Credentials{}, ErrNotFound
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("credentials of tenant %s: %w", tenantID, err)
+	}
+	if c.Secret, err = s.open(sealedSecret, tenantID, ColCredentialSecret); err != nil {
+		return Credentials{}, err
+	}
+	if c.Password, err = s.open(sealedPass, tenantID, ColCredentialPassword); err != nil {
+		return Credentials{}, err
+	}
+	return c, nil
+}

@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS operator_sessions;
+DROP TABLE IF EXISTS operators;
+DROP TABLE IF EXISTS audit_events;
+DROP TABLE IF EXISTS webhook_receipts;
+DROP TABLE IF EXISTS sessions;
+DROP TABLE IF EXISTS auth_flows;
+DROP TABLE IF EXISTS users;
+DROP TABLE IF EXISTS tenant_settings;
+DROP TABLE IF EXISTS tenant_credentials;
+DROP TABLE IF EXISTS tenants;
