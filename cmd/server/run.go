@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/untis-partner/server/internal/config"
+	"github.com/untis-partner/server/internal/httpserver"
+	"github.com/untis-partner/server/internal/metrics"
+	"github.com/untis-partner/server/internal/store"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+const usage = `usage: server [command]
+
+commands:
+  serve                 migrate the schema up, then serve HTTP until SIGINT/SIGTERM (default)
+  migrate up            apply every pending migration
+  migrate down N        roll back N migrations
+  migrate version       print the schema version
+  rotate-keys           re-encrypt every stored secret under the active ENCRYPTION_KEYS key
+  healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
+  version               print the build version
+
+Configuration comes from the environment; see README.md.`
+
+// run is the whole program: main only supplies the process's context, arguments, environment
+// and streams, so tests can run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		if len(args) > 0 {
+			return fmt.Errorf("serve takes no arguments\n%s", usage)
+		}
+		return serve(ctx, getenv, stderr)
+	case "migrate":
+		return migrateCmd(args, getenv, stdout)
+	case "rotate-keys":
+		return rotateKeys(ctx, getenv, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+func loadConfig(getenv func(string) string, required ...string) (*config.Config, error) {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Require(required...); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(getenv, config.EnvDatabaseURL, config.EnvWebhookKeys, config.EnvEncryptionKeys)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting", append([]any{"version", version}, attrsToAny(cfg.Describe())...)...)
+
+	if err := migrateUp(cfg.DatabaseURL); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Keyring, store.Options{MaxConns: cfg.DatabaseMaxConns})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	reg := metrics.NewRegistry()
+	srv := httpserver.New(httpserver.Deps{
+		Store:          st,
+		Logger:         log,
+		Metrics:        reg,
+		TrustedProxies: cfg.TrustedProxies,
+		EmbedMode:      cfg.EmbedMode,
+		Version:        version,
+	})
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (%s): %w", cfg.ListenAddr, config.EnvListenAddr, err)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String())
+	err = httpserver.Serve(ctx, httpserver.NewHTTPServer(srv.Handler(), log), ln, cfg.ShutdownTimeout, func() {
+		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
+		srv.BeginShutdown()
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func migrateUp(databaseURL string) error {
+	m, err := store.NewMigrator(databaseURL)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.Up()
+}
+
+func migrateCmd(args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv, config.EnvDatabaseURL)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return errors.New("usage: server migrate up|down N|version")
+	}
+	m, err := store.NewMigrator(cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	switch {
+	case args[0] == "up" && len(args) == 1:
+		if err := m.Up(); err != nil {
+			return err
+		}
+	case args[0] == "down" && len(args) == 2:
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n <= 0 {
+			return fmt.Errorf("migrate down: N must be a positive number, got %q", args[1])
+		}
+		if err := m.Down(n); err != nil {
+			return err
+		}
+	case args[0] == "version" && len(args) == 1:
+	default:
+		return errors.New("usage: server migrate up|down N|version")
+	}
+	v, dirty, ok, err := m.Version()
+	if err != nil {
+		return err
+	}
+	switch {
+	case !ok:
+		fmt.Fprintln(stdout, "schema version: none (empty database)")
+	case dirty:
+		fmt.Fprintf(stdout, "schema version: %d (dirty: a migration failed half-way; fix it, then force the version)\n", v)
+	default:
+		fmt.Fprintf(stdout, "schema version: %d\n", v)
+	}
+	return nil
+}
+
+func rotateKeys(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv, config.EnvDatabaseURL, config.EnvEncryptionKeys)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Keyring, store.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Fprintf(stdout, "re-encrypting under key %q (keys known: %v)\n", cfg.Keyring.ActiveID(), cfg.Keyring.IDs())
+	report, err := st.RotateKeys(ctx, 500, func(c store.ColumnRotation) {
+		fmt.Fprintf(stdout, "  %s: %d scanned, %d rotated so far\n", c.Column, c.Scanned, c.Rotated)
+	})
+	fmt.Fprint(stdout, report.String())
+	if err != nil {
+		return fmt.Errorf("rotate-keys stopped (rerun it to resume): %w", err)
+	}
+	if n := report.Unreadable(); n > 0 {
+		return fmt.Errorf("rotate-keys: %d values could not be opened with the configured keys; keep their old key in ENCRYPTION_KEYS and rerun", n)
+	}
+	fmt.Fprintln(stdout, "done: every stored secret is under the active key; older keys may now be removed from ENCRYPTION_KEYS")
+	return nil
+}
+
+// healthcheck lets a container's HEALTHCHECK probe the server without a shell or curl in the
+// image: it asks the local listener for /healthz.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %s: %w", config.EnvListenAddr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func attrsToAny(attrs []slog.Attr) []any {
+	out := make([]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = a
+	}
+	return out
+}

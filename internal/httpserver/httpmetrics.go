@@ -1,0 +1,32 @@
+package httpserver
+
+import (
+	"github.com/untis-partner/server/internal/metrics"
+	"github.com/untis-partner/server/internal/store"
+)
+
+type httpMetrics struct {
+	requests *metrics.CounterVec
+	duration *metrics.HistogramVec
+}
+
+// newHTTPMetrics labels by route pattern (bounded), never by raw path (unbounded, and may carry ids).
+func newHTTPMetrics(r *metrics.Registry) httpMetrics {
+	return httpMetrics{
+		requests: r.NewCounterVec("http_requests_total", "HTTP requests by route pattern, method and status code.", "route", "method", "code"),
+		duration: r.NewHistogramVec("http_request_duration_seconds", "HTTP request latency by route pattern and method.", metrics.DefBuckets, "route", "method"),
+	}
+}
+
+func registerPoolMetrics(r *metrics.Registry, st *store.Store) {
+	r.NewCollector(func(w *metrics.Writer) {
+		stat := st.Pool().Stat()
+		w.Gauge("db_pool_connections", "Database pool connections by state.", "state").
+			Sample(float64(stat.AcquiredConns()), "acquired")
+		w.Gauge("db_pool_connections", "Database pool connections by state.", "state").
+			Sample(float64(stat.IdleConns()), "idle")
+		w.Gauge("db_pool_max_connections", "Database pool size limit.").Sample(float64(stat.MaxConns()))
+		w.Counter("db_pool_acquire_total", "Connections acquired from the pool.").Sample(float64(stat.AcquireCount()))
+		w.Counter("db_pool_empty_acquire_total", "Acquires that had to wait for a connection.").Sample(float64(stat.EmptyAcquireCount()))
+	})
+}

@@ -1,0 +1,65 @@
+package httpserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+
+	"github.com/untis-partner/server/web"
+)
+
+// page is the data every template gets.
+type page struct {
+	Page      string // which content block to render
+	Title     string
+	Heading   string
+	Message   string
+	RequestID string
+}
+
+// handleHome is the app's home. Without a session (signing in arrives with the SSO launch flow),
+// it tells the visitor to open the app from Untis.
+func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, page{Page: "anonymous", Title: "Open this app from Untis"})
+}
+
+func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	http.StripPrefix("/static/", http.FileServerFS(web.Static())).ServeHTTP(w, r)
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.renderError(w, r, http.StatusNotFound, "Page not found", "There is nothing at this address.")
+}
+
+func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	s.renderError(w, r, http.StatusMethodNotAllowed, "Not allowed", "This address does not accept that kind of request.")
+}
+
+// renderError shows a plain-words error page. Messages are written for end users; details for
+// operators go to the log, keyed by the request id shown on the page.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, status int, heading, message string) {
+	s.render(w, r, status, page{Page: "error", Title: heading, Heading: heading, Message: message, RequestID: RequestID(r.Context())})
+}
+
+// render executes the layout into a buffer first, so a template error becomes a clean 500
+// instead of half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, p page) {
+	var buf bytes.Buffer
+	if err := s.pages.ExecuteTemplate(&buf, "layout", p); err != nil {
+		s.log.ErrorContext(r.Context(), "render page", "page", p.Page, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

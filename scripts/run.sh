@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# run.sh (make run): everything needed to click through the product on one machine:
+#   1. PostgreSQL: DATABASE_URL, or the private cluster of scripts/pg.sh;
+#   2. the Untis Platform simulator (cmd/platformsim) on SIM_PORT (8081);
+#   3. the partner server (cmd/server) on SERVER_PORT (8080), configured against the simulator;
+#   4. the two demo schools activated through the simulator's signed credentials webhooks.
+# Generated local secrets (encryption key, simulator keys) live in .local/ (git-ignored), so a
+# second `make run` keeps the same keys and the same data. Ctrl-C stops the simulator and the
+# server; PostgreSQL keeps running (`make db-stop` stops it).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+server_port="${SERVER_PORT:-8080}"
+sim_port="${SIM_PORT:-8081}"
+server_url="http://localhost:$server_port"
+sim_url="http://localhost:$sim_port"
+local_dir="$repo/.local"
+mkdir -p "$local_dir" "$repo/bin"
+
+say() { printf '\033[1mrun:\033[0m %s\n' "$*" >&2; }
+die() { printf 'run: error: %s\n' "$*" >&2; exit 1; }
+
+command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); it is the only thing to install by hand"
+command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+for port in "$server_port" "$sim_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is already in use (another make run?); stop it, or choose other ports: SERVER_PORT=9080 SIM_PORT=9081 make run"
+  fi
+done
+
+# 1. The database.
+if [ -z "${DATABASE_URL:-}" ]; then
+  DATABASE_URL="$(scripts/pg.sh up)"
+fi
+export DATABASE_URL
+
+# 2. Local secrets, generated once.
+env_file="$local_dir/env"
+if [ ! -f "$env_file" ]; then
+  say "generating local secrets in $env_file"
+  umask 077
+  printf 'ENCRYPTION_KEYS=local1:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$env_file"
+fi
+# shellcheck disable=SC1090
+set -a; . "$env_file"; set +a
+
+say "building bin/server and bin/platformsim"
+go build -o bin/server ./cmd/server
+go build -o bin/platformsim ./cmd/platformsim
+
+webhook_key="$local_dir/sim-webhook-key.pem"
+signing_key="$local_dir/sim-signing-key.pem"
+UNTIS_WEBHOOK_KEYS="$(bin/platformsim webhook-public-key -webhook-key-file "$webhook_key")"
+export UNTIS_WEBHOOK_KEYS
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  if [ "${#pids[@]}" -gt 0 ]; then
+    say "stopping the server and the simulator (PostgreSQL keeps running; make db-stop stops it)"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+}
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
+
+# 3. The simulator, then the server.
+bin/platformsim -addr "127.0.0.1:$sim_port" -base-url "$sim_url" -partner-url "$server_url" \
+  -webhook-key-file "$webhook_key" -signing-key-file "$signing_key" &
+pids+=($!)
+
+PUBLIC_URL="$server_url" UNTIS_API_URL="$sim_url" LISTEN_ADDR="127.0.0.1:$server_port" \
+  LOG_FORMAT="${LOG_FORMAT:-text}" bin/server serve &
+pids+=($!)
+
+wait_for() { # url what
+  local i
+  for i in $(seq 1 120); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || die "$2 exited during start-up (see its log above)"
+    done
+    sleep 0.5
+  done
+  die "$2 did not become ready at $1 within 60 s"
+}
+wait_for "$sim_url/sim/api/tenants" "the simulator"
+wait_for "$server_url/readyz" "the server"
+
+# 4. The demo schools: the simulator signs and sends CREATED webhooks, as the platform does when a
+# school admin activates the app. A school already active answers 200 as well (duplicate-safe).
+for tenant in 1001 1002; do
+  status="$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$sim_url/sim/api/tenants/$tenant/activate" || true)"
+  say "activation webhook for demo school $tenant sent (simulator answered $status; see the simulator page for the server's answer)"
+done
+
+db_shown="$(printf '%s' "$DATABASE_URL" | sed -E 's#//([^:@/]*):[^@]*@#//\1:***@#; s#\?.*##')"
+cat >&2 <<READY
+
+  Ready.
+    Untis Platform simulator: $sim_url    <- start here: pick a school and a user, click an entry point
+    Partner server:           $server_url    (health: $server_url/readyz, metrics: $server_url/metrics)
+    Database:                 $db_shown
+  Press Ctrl-C to stop.
+
+READY
+wait -n "${pids[@]}" || true
+die "a process exited; stopping"
