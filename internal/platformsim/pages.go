@@ -1,0 +1,264 @@
+package platformsim
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+// render executes a page template into a buffer first, so a template error
+// becomes a clean 500 rather than half a page.
+func (s *Sim) render(w http.ResponseWriter, status int, name string, data any) {
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		s.log.Error("platformsim: render page", "template", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (s *Sim) errorPage(w http.ResponseWriter, status int, title, msg string) {
+	s.render(w, status, "error", struct{ Title, Message string }{title, msg})
+}
+
+// pickerPage is the pretend WebUntis login: the user picks who they are.
+func (s *Sim) pickerPage(w http.ResponseWriter, r *http.Request, tid string, ros *roster) {
+	s.render(w, http.StatusOK, "picker", struct {
+		School string
+		Action string
+		Users  []User
+	}{ros.org.Name, r.URL.RequestURI(), ros.users})
+}
+
+var statusText = map[string]string{
+	StatusNew:         "not activated",
+	StatusActive:      "activated",
+	StatusDeactivated: "deactivated",
+	StatusDeleted:     "deleted",
+}
+
+type schoolView struct {
+	TenantInfo
+	StatusText  string
+	UserList    []User
+	ClassList   []Class
+	CurrentUser string
+	CurrentName string
+}
+
+func (s *Sim) handleHome(w http.ResponseWriter, r *http.Request) {
+	var schools []schoolView
+	for _, ti := range s.Tenants() {
+		v := schoolView{TenantInfo: ti, StatusText: statusText[ti.Status]}
+		v.UserList = s.Users(ti.ID)
+		// A huge school would make an unusable select; the first 200
+		// users are plenty to click through.
+		if len(v.UserList) > 200 {
+			v.UserList = v.UserList[:200]
+		}
+		v.ClassList = s.Classes(ti.ID)
+		v.CurrentUser = ti.SignedInUser
+		if c, err := r.Cookie(UserCookieName(ti.ID)); err == nil {
+			v.CurrentUser = c.Value
+		}
+		if u, ok := s.User(ti.ID, v.CurrentUser); ok {
+			v.CurrentName = u.GivenName + " " + u.FamilyName + " (" + u.Role + ")"
+		}
+		schools = append(schools, v)
+	}
+	partner := s.PartnerURL()
+	s.render(w, http.StatusOK, "home", struct {
+		BaseURL, PartnerURL, RedirectURI, WebhookKey   string
+		CredentialsURL, DeactivationURL, PartnerLogout string
+		Flash                                          string
+		Schools                                        []schoolView
+	}{
+		s.BaseURL(), partner, s.RedirectURI(), s.WebhookPublicKey(),
+		partner + s.credentialsPath, partner + s.deactivationPath, partner + "/logout",
+		r.URL.Query().Get("msg"), schools,
+	})
+}
+
+// backHome answers a page form with a redirect to the school's card.
+func backHome(w http.ResponseWriter, r *http.Request, tid, msg string) {
+	target := "/"
+	if msg != "" {
+		target += "?msg=" + url.QueryEscape(msg)
+	}
+	http.Redirect(w, r, target+"#t-"+tid, http.StatusSeeOther)
+}
+
+func (s *Sim) handleSignIn(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	_ = r.ParseForm()
+	u, ok := s.User(tid, r.PostForm.Get("user"))
+	if !ok {
+		s.errorPage(w, http.StatusBadRequest, "Unknown user", "Pick a user of this school.")
+		return
+	}
+	setSimUserCookie(w, tid, u.SourcedID)
+	backHome(w, r, tid, "Signed in to WebUntis as "+u.GivenName+" "+u.FamilyName+".")
+}
+
+func (s *Sim) handleSignOut(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	_ = r.ParseForm()
+	http.SetCookie(w, &http.Cookie{Name: UserCookieName(tid), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	msg := "Logged out of WebUntis."
+	if st := r.PostForm.Get("partner_status"); st != "" {
+		msg += " The partner's logout path " + st + "."
+	}
+	backHome(w, r, tid, msg)
+}
+
+// handleLaunch plays a click on an entry point: sign in as the chosen user
+// and open the partner's launch URL with that entry point's context.
+func (s *Sim) handleLaunch(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	_ = r.ParseForm()
+	entry, mode, _ := strings.Cut(r.PostForm.Get("entry"), ":")
+	launch, err := s.LaunchURL(tid, entry, r.PostForm.Get("lesson"))
+	if err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Cannot launch", err.Error())
+		return
+	}
+	if uid := r.PostForm.Get("user"); uid != "" {
+		if _, ok := s.User(tid, uid); !ok {
+			s.errorPage(w, http.StatusBadRequest, "Unknown user", "Pick a user of this school.")
+			return
+		}
+		setSimUserCookie(w, tid, uid)
+	}
+	if mode == "iframe" {
+		http.Redirect(w, r, "/sim/embed?"+url.Values{"tenant_id": {tid}, "src": {launch}}.Encode(), http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, launch, http.StatusSeeOther)
+}
+
+// Entry points a launch URL can be built for.
+const (
+	EntryMainMenu      = "main"
+	EntryLessonDetails = "lesson"
+	EntryExaminations  = "exam"
+)
+
+// LaunchURL returns the partner URL an entry point opens:
+// PartnerURL/launch?tenant_id=..&school=.. plus the entry point's context.
+// lessonID picks the lesson for EntryLessonDetails (default: the first).
+func (s *Sim) LaunchURL(tenantID, entry, lessonID string) (string, error) {
+	ti, ok := s.Tenant(tenantID)
+	if !ok {
+		return "", ErrUnknownTenant
+	}
+	q := url.Values{"tenant_id": {ti.ID}, "school": {ti.Name}}
+	now := s.Now()
+	switch entry {
+	case EntryMainMenu, "":
+	case EntryLessonDetails:
+		classes := s.Classes(tenantID)
+		if len(classes) == 0 {
+			return "", fmt.Errorf("platformsim: tenant %s has no lessons", tenantID)
+		}
+		cl := classes[0]
+		for _, c := range classes {
+			if c.SourcedID == lessonID {
+				cl = c
+			}
+		}
+		subjectID, _ := cl.Metadata["subjectId"].(string)
+		q.Set("lesson_id", cl.SourcedID)
+		q.Set("period_id", strconv.Itoa(int(100000+stableNumber(tenantID, "period", cl.SourcedID, now.Format(time.DateOnly))%900000)))
+		q.Set("class_ids", strings.Join(cl.klasseIDs(), ","))
+		q.Set("subject_ids", subjectID)
+		q.Set("date", now.Format(time.DateOnly))
+		q.Set("start", "08:00")
+		q.Set("end", "08:50")
+	case EntryExaminations:
+		q.Set("exam_id", strconv.Itoa(int(1000+stableNumber(tenantID, "exam")%9000)))
+	default:
+		return "", fmt.Errorf("platformsim: unknown entry point %q (want main, lesson or exam)", entry)
+	}
+	return s.PartnerURL() + s.redirectPath + "?" + q.Encode(), nil
+}
+
+// handleEmbed frames a partner launch URL, as an iFrame entry point does.
+// Only URLs on the partner's origin are framed.
+func (s *Sim) handleEmbed(w http.ResponseWriter, r *http.Request) {
+	tid := r.URL.Query().Get("tenant_id")
+	src := r.URL.Query().Get("src")
+	ti, ok := s.Tenant(tid)
+	if !ok || !strings.HasPrefix(src, s.PartnerURL()+"/") {
+		s.errorPage(w, http.StatusBadRequest, "Cannot embed", "Only the partner app's own URLs can be shown in the iFrame.")
+		return
+	}
+	s.render(w, http.StatusOK, "embed", struct {
+		School, TenantID, Src, PartnerLogout string
+	}{ti.Name, ti.ID, src, s.PartnerURL() + "/logout"})
+}
+
+// handlePageAction runs an app-store button: send the webhook, then show
+// the partner's answer on the school's card.
+func (s *Sim) handlePageAction(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	if _, err := s.runAction(ctx, tid, chi.URLParam(r, "action"), nil); err != nil {
+		if errors.Is(err, ErrUnknownTenant) || errors.Is(err, errUnknownAction) {
+			s.errorPage(w, http.StatusNotFound, "Not found", err.Error())
+			return
+		}
+		// Delivery errors are shown on the card.
+	}
+	backHome(w, r, tid, "")
+}
+
+var errUnknownAction = errors.New("platformsim: unknown action")
+
+// runAction dispatches the lifecycle actions shared by the pages and the
+// control API.
+func (s *Sim) runAction(ctx context.Context, tid, action string, opt *DeactivationOptions) (*WebhookResult, error) {
+	var o DeactivationOptions
+	if opt != nil {
+		o = *opt
+	}
+	switch action {
+	case "activate":
+		return s.Activate(ctx, tid)
+	case "reactivate":
+		return s.Reactivate(ctx, tid)
+	case "reset":
+		return s.Reset(ctx, tid)
+	case "deactivate":
+		o.Deletion = false
+		return s.DeactivateWith(ctx, tid, o)
+	case "delete":
+		o.Deletion = true
+		return s.DeactivateWith(ctx, tid, o)
+	case "replay":
+		return s.ReplayLastWebhook(ctx, tid)
+	}
+	return nil, errUnknownAction
+}

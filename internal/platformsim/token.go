@@ -1,0 +1,273 @@
+package platformsim
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// accessToken is an opaque bearer token the simulator issued; guarded by
+// Sim.mu.
+type accessToken struct {
+	tenantID string
+	kind     string // TokenKindClientCredentials or TokenKindAccessToken
+	userID   string // set for user-context tokens
+	expires  time.Time
+	epoch    uint64 // the tenant's tokenEpoch when issued
+}
+
+type oauthErr struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+	IDToken     string `json:"id_token,omitempty"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+// sweepEvery is how many codes and tokens are issued between sweeps of the
+// expired ones, so memory stays bounded under load without a timer.
+const sweepEvery = 4096
+
+// noteIssuedLocked counts an issued code or token and sweeps expired ones
+// now and then. Used codes are kept a while past expiry so a late replay
+// still revokes the tokens issued from them.
+func (s *Sim) noteIssuedLocked(now time.Time) {
+	s.issued++
+	if s.issued < sweepEvery {
+		return
+	}
+	s.issued = 0
+	for k, c := range s.codes {
+		if now.After(c.expires.Add(10 * time.Minute)) {
+			delete(s.codes, k)
+		}
+	}
+	for k, t := range s.tokens {
+		if now.After(t.expires) {
+			delete(s.tokens, k)
+		}
+	}
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, oauthErr{code, desc})
+}
+
+func writeInvalidClient(w http.ResponseWriter, basic bool, desc string) {
+	if basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="WebUntis"`)
+	}
+	writeOAuthError(w, http.StatusUnauthorized, "invalid_client", desc)
+}
+
+// handleToken is the SSO v3 token endpoint for both grants the platform
+// supports.
+func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	if d := time.Duration(s.tokenDelay.Load()); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	// ParseForm merges the body with the query string: the Untis docs show
+	// the parameters in the query of the POST, real clients send a body.
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the request body could not be parsed")
+		return
+	}
+	grant := r.Form.Get("grant_type")
+
+	s.mu.Lock()
+	s.stats.token[pair{tid, grant}]++
+	t := s.tenants[tid]
+	if t == nil {
+		s.mu.Unlock()
+		writeOAuthError(w, http.StatusNotFound, "invalid_request", "unknown tenant")
+		return
+	}
+	fail, failing := takeFailLocked(s.faults.token, tid)
+	creds := tenantCreds{t.clientID, t.secret, t.password, t.credentialsUsable()}
+	s.mu.Unlock()
+
+	if failing {
+		if fail.status == http.StatusTooManyRequests || fail.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeOAuthError(w, fail.status, fail.oauthErr, "injected by the simulator")
+		return
+	}
+
+	switch grant {
+	case GrantAuthorizationCode:
+		s.exchangeCode(w, r, tid, creds)
+	case GrantClientCredentials:
+		s.clientCredentials(w, r, tid, creds)
+	case "":
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
+	default:
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code or client_credentials")
+	}
+}
+
+type tenantCreds struct {
+	clientID, secret, password string
+	usable                     bool
+}
+
+// clientAuth returns the client's id and secret from HTTP Basic (whose
+// parts RFC 6749 §2.3.1 form-encodes) or from the body.
+func clientAuth(r *http.Request) (id, secret string, basic bool) {
+	if id, secret, ok := r.BasicAuth(); ok {
+		return unescapeCred(id), unescapeCred(secret), true
+	}
+	return r.Form.Get("client_id"), r.Form.Get("client_secret"), false
+}
+
+func unescapeCred(s string) string {
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	return s
+}
+
+func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, creds tenantCreds) {
+	id, secret, basic := clientAuth(r)
+	if id != creds.clientID || !equalConstantTime(secret, creds.secret) || !creds.usable {
+		writeInvalidClient(w, basic, "client authentication failed (authorization_code needs the OIDC secret)")
+		return
+	}
+	code := r.Form.Get("code")
+	verifier := r.Form.Get("code_verifier")
+	sum := sha256.Sum256([]byte(verifier))
+	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+	token := randomToken(32)
+	now := s.Now()
+
+	s.mu.Lock()
+	c := s.codes[code]
+	if c == nil || c.tenantID != tid {
+		// A code of another tenant is as unknown here as a made-up one,
+		// and is not burnt: its own tenant may still redeem it.
+		s.mu.Unlock()
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "unknown authorization code")
+		return
+	}
+	if c.used {
+		// RFC 6749 §4.1.2: a replayed code revokes what it produced.
+		if c.accessToken != "" {
+			delete(s.tokens, c.accessToken)
+			c.accessToken = ""
+		}
+		s.mu.Unlock()
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "authorization code already used")
+		return
+	}
+	// Any presentation by the right client burns the code, so a thief
+	// cannot retry verifiers.
+	c.used = true
+	var desc string
+	switch {
+	case now.After(c.expires):
+		desc = "authorization code expired"
+	case c.clientID != id:
+		desc = "authorization code was issued to another client"
+	case r.Form.Get("redirect_uri") != c.redirectURI:
+		desc = "redirect_uri does not match the authorization request"
+	case verifier == "":
+		desc = "code_verifier is required"
+	case !equalConstantTime(challenge, c.challenge):
+		desc = "code_verifier does not match code_challenge"
+	}
+	if desc != "" {
+		s.mu.Unlock()
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", desc)
+		return
+	}
+	fault := s.takeIDTokenFaultLocked(tid)
+	epoch := s.tenants[tid].tokenEpoch
+	s.tokens[token] = &accessToken{
+		tenantID: tid, kind: TokenKindAccessToken, userID: c.userID,
+		expires: now.Add(AccessTokenLifetime), epoch: epoch,
+	}
+	c.accessToken = token
+	s.noteIssuedLocked(now)
+	claims := idClaims{
+		Iss: s.Issuer(tid), Sub: c.userID, Aud: c.clientID,
+		Iat: now.Unix(), Exp: now.Add(IDTokenLifetime).Unix(), AuthTime: c.authTime.Unix(), Nonce: c.nonce,
+	}
+	scope := c.scope
+	s.mu.Unlock()
+
+	idToken, err := s.signIDToken(claims, fault)
+	if err != nil {
+		s.log.Error("platformsim: sign id_token", "tenant_id", tid, "err", err)
+		writeOAuthError(w, http.StatusInternalServerError, "server_error", "could not sign the id_token")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: token, TokenType: "Bearer", ExpiresIn: int(AccessTokenLifetime / time.Second),
+		IDToken: idToken, Scope: scope,
+	})
+}
+
+// clientCredentials answers the server-to-server grant: HTTP Basic with the
+// client id and the platform password, never the OIDC secret.
+func (s *Sim) clientCredentials(w http.ResponseWriter, r *http.Request, tid string, creds tenantCreds) {
+	id, password, basic := r.BasicAuth()
+	if !basic {
+		writeInvalidClient(w, true, "client_credentials needs HTTP Basic authentication with clientId:password")
+		return
+	}
+	id, password = unescapeCred(id), unescapeCred(password)
+	if id != creds.clientID || !creds.usable {
+		writeInvalidClient(w, true, "client authentication failed")
+		return
+	}
+	if !equalConstantTime(password, creds.password) {
+		if equalConstantTime(password, creds.secret) {
+			// The most common partner mistake; the real platform answers
+			// invalid_grant here.
+			writeOAuthError(w, http.StatusBadRequest, "invalid_grant",
+				"client_credentials needs the platform password, not the OIDC secret")
+			return
+		}
+		writeInvalidClient(w, true, "client authentication failed")
+		return
+	}
+	token := randomToken(32)
+	now := s.Now()
+	s.mu.Lock()
+	s.tokens[token] = &accessToken{
+		tenantID: tid, kind: TokenKindClientCredentials,
+		expires: now.Add(AccessTokenLifetime), epoch: s.tenants[tid].tokenEpoch,
+	}
+	s.noteIssuedLocked(now)
+	s.mu.Unlock()
+
+	scope := r.Form.Get("scope")
+	if scope == "" {
+		scope = "roster-core.readonly"
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: token, TokenType: "Bearer", ExpiresIn: int(AccessTokenLifetime / time.Second), Scope: scope,
+	})
+}
