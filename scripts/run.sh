@@ -92,8 +92,9 @@ wait_for "$server_url/readyz" "the server"
 # 4. The demo schools: the simulator signs and sends CREATED webhooks, as the platform does when a
 # school admin activates the app. A school already active answers 200 as well (duplicate-safe).
 for tenant in 1001 1002; do
-  status="$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$sim_url/sim/api/tenants/$tenant/activate" || true)"
-  say "activation webhook for demo school $tenant sent (simulator answered $status; see the simulator page for the server's answer)"
+  answer="$(curl -sS -X POST "$sim_url/sim/api/tenants/$tenant/activate" || true)"
+  status="$(printf '%s' "$answer" | sed -nE 's/.*"status":([0-9]+).*/\1/p' | head -n1)"
+  say "demo school $tenant: signed CREATED webhook sent, the server answered ${status:-nothing}"
 done
 
 db_shown="$(printf '%s' "$DATABASE_URL" | sed -E 's#//([^:@/]*):[^@]*@#//\1:***@#; s#\?.*##')"

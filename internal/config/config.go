@@ -8,8 +8,10 @@ package config
 
 import (
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +82,8 @@ type option struct {
 	secret   bool // masked in Describe
 	fromFile bool // NAME_FILE accepted
 	apply    func(c *Config, v string) error
+	// describe, when set, prints the parsed value instead of the raw one (e.g. long keys).
+	describe func(c *Config) string
 }
 
 // options is the single table of every setting the server reads.
@@ -119,6 +123,14 @@ var options = []option{
 		keys, err := ParseWebhookKeys(v)
 		c.WebhookKeys = keys
 		return err
+	}, describe: func(c *Config) string {
+		// Public keys are not secret, but a fingerprint is what an operator compares with the
+		// key Untis publishes, and it keeps the start-up line short.
+		fps := make([]string, len(c.WebhookKeys))
+		for i, k := range c.WebhookKeys {
+			fps[i] = keyFingerprint(k)
+		}
+		return fmt.Sprintf("%d key(s), SHA-256 %s", len(fps), strings.Join(fps, ", "))
 	}},
 	{name: EnvEncryptionKeys, secret: true, fromFile: true, apply: func(c *Config, v string) error {
 		if v == "" {
@@ -158,6 +170,10 @@ var options = []option{
 					return fmt.Errorf("%q is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s)
 				}
 				p = netip.PrefixFrom(addr, addr.BitLen())
+			}
+			// Peers are compared unmapped (httpserver.clientIP), so ::ffff:a.b.c.d/n is a.b.c.d/(n-96).
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 			}
 			c.TrustedProxies = append(c.TrustedProxies, p.Masked())
 		}
@@ -239,6 +255,8 @@ func (c *Config) Describe() []slog.Attr {
 	for _, o := range options {
 		v := c.raw[o.name]
 		switch {
+		case v != "" && o.describe != nil:
+			v = o.describe(c)
 		case v == "" && o.def != "":
 			v = o.def
 		case v != "" && o.secret:
@@ -297,6 +315,16 @@ func ParseWebhookKeys(v string) ([]*rsa.PublicKey, error) {
 		return nil, errors.New("no keys given")
 	}
 	return keys, nil
+}
+
+// keyFingerprint is the first 8 bytes of the SHA-256 of the key's SubjectPublicKeyInfo, in hex.
+func keyFingerprint(k *rsa.PublicKey) string {
+	der, err := x509.MarshalPKIXPublicKey(k)
+	if err != nil {
+		return "?"
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:8])
 }
 
 func parseBaseURL(v string) (*url.URL, error) {

@@ -14,7 +14,7 @@ type httpMetrics struct {
 func newHTTPMetrics(r *metrics.Registry) httpMetrics {
 	return httpMetrics{
 		requests: r.NewCounterVec("http_requests_total", "HTTP requests by route pattern, method and status code.", "route", "method", "code"),
-		duration: r.NewHistogramVec("http_request_duration_seconds", "HTTP request latency by route pattern and method.", metrics.DefBuckets, "route", "method"),
+		duration: r.NewHistogramVec("http_request_duration_seconds", "HTTP request latency by route pattern, method and status code.", metrics.DefBuckets, "route", "method", "code"),
 	}
 }
 

@@ -67,7 +67,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		code := strconv.Itoa(status)
 		s.httpm.requests.With(route, r.Method, code).Inc()
-		s.httpm.duration.With(route, r.Method).Observe(elapsed.Seconds())
+		s.httpm.duration.With(route, r.Method, code).Observe(elapsed.Seconds())
 
 		level := slog.LevelInfo
 		switch {
