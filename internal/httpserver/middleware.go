@@ -66,8 +66,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			status = http.StatusOK
 		}
 		code := strconv.Itoa(status)
-		s.httpm.requests.With(route, r.Method, code).Inc()
-		s.httpm.duration.With(route, r.Method, code).Observe(elapsed.Seconds())
+		method := metricMethod(r.Method)
+		s.httpm.requests.With(route, method, code).Inc()
+		s.httpm.duration.With(route, method, code).Observe(elapsed.Seconds())
 
 		level := slog.LevelInfo
 		switch {
@@ -86,6 +87,17 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			slog.String("client_ip", ClientIP(r.Context())),
 		)
 	})
+}
+
+// metricMethod bounds the method label: net/http accepts any token as a method, and a label per
+// invented method would let any client grow the metrics without limit.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // recoverer turns a panic into a 500 page and a log line with the stack, instead of a dropped

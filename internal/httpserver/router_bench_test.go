@@ -14,7 +14,7 @@ import (
 func BenchmarkRouterParamRoute(b *testing.B) {
 	s := New(Deps{})
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.requestContext, s.observe, s.securityHeaders, limitBody(1<<20))
+	r.Use(s.requestContext, s.observe, s.recoverer, s.securityHeaders, limitBody(1<<20))
 	r.Get("/api/tenants/{tenantID}/users/{sub}", func(w http.ResponseWriter, r *http.Request) {
 		if chi.URLParam(r, "tenantID") == "" || chi.URLParam(r, "sub") == "" {
 			w.WriteHeader(http.StatusBadRequest)

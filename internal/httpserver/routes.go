@@ -13,7 +13,9 @@ import (
 // they are still logged and counted.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.requestContext, s.observe)
+	// recoverer sits inside requestContext and observe, so a panic is logged with its request id,
+	// the 500 page quotes that id, and the request is still logged and counted.
+	r.Use(s.requestContext, s.observe, s.recoverer)
 
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
@@ -25,7 +27,8 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/static/*", s.handleStatic)
 	})
 
-	r.NotFound(s.handleNotFound)
-	r.MethodNotAllowed(s.handleMethodNotAllowed)
+	// Error pages are pages too: they get the security headers.
+	r.NotFound(s.securityHeaders(http.HandlerFunc(s.handleNotFound)).ServeHTTP)
+	r.MethodNotAllowed(s.securityHeaders(http.HandlerFunc(s.handleMethodNotAllowed)).ServeHTTP)
 	return r
 }

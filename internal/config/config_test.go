@@ -1,0 +1,609 @@
+package config_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/untis-partner/server/internal/config"
+	"github.com/untis-partner/server/internal/secret"
+)
+
+// Key material is generated once per test binary: RSA key generation is slow.
+var (
+	keysOnce    sync.Once
+	rsa2048Pub  string // base64 SPKI
+	rsa1024Pub  string
+	ecPub       string
+	encKeySpec  string // "id:base64"
+	encKeySpec2 string
+)
+
+func keys(t *testing.T) {
+	t.Helper()
+	keysOnce.Do(func() {
+		spki := func(pub any) string {
+			der, err := x509.MarshalPKIXPublicKey(pub)
+			if err != nil {
+				panic(err)
+			}
+			return base64.StdEncoding.EncodeToString(der)
+		}
+		k2048, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		rsa2048Pub = spki(&k2048.PublicKey)
+		// A 1024-bit key, made only to prove it is refused (GenerateKey refuses < 1024 bits).
+		k1024, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			panic(err)
+		}
+		rsa1024Pub = spki(&k1024.PublicKey)
+		ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		ecPub = spki(&ec.PublicKey)
+		if encKeySpec, err = secret.GenerateKeySpec(); err != nil {
+			panic(err)
+		}
+		if encKeySpec2, err = secret.GenerateKeySpec(); err != nil {
+			panic(err)
+		}
+	})
+}
+
+// keyMaterial returns the base64 key part of an "id:base64" spec: the secret.
+func keyMaterial(spec string) string {
+	_, k, _ := strings.Cut(spec, ":")
+	return k
+}
+
+const dbPassword = "Sup3rS3cretDbPassw0rd"
+
+// validEnv is a complete, valid environment for serve.
+func validEnv(t *testing.T) map[string]string {
+	keys(t)
+	return map[string]string{
+		config.EnvDatabaseURL:    "postgres://app:" + dbPassword + "@db.internal:5432/partner?sslmode=disable",
+		config.EnvWebhookKeys:    rsa2048Pub,
+		config.EnvEncryptionKeys: encKeySpec,
+	}
+}
+
+func getenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func with(base map[string]string, kv ...string) map[string]string {
+	m := make(map[string]string, len(base)+len(kv)/2)
+	for k, v := range base {
+		m[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func without(base map[string]string, names ...string) map[string]string {
+	m := with(base)
+	for _, n := range names {
+		delete(m, n)
+	}
+	return m
+}
+
+// secretsOf lists the values that must never appear in an error message or a Describe attr.
+func secretsOf(env map[string]string) []string {
+	out := []string{dbPassword}
+	for _, spec := range strings.Split(env[config.EnvEncryptionKeys], ",") {
+		if k := keyMaterial(strings.TrimSpace(spec)); len(k) >= 8 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func assertNoSecrets(t *testing.T, text string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(text, s) {
+			t.Errorf("%q contains the secret %q", text, s)
+		}
+	}
+}
+
+func TestLoadValid(t *testing.T) {
+	t.Parallel()
+	env := validEnv(t)
+	c, err := config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Require(config.EnvDatabaseURL, config.EnvWebhookKeys, config.EnvEncryptionKeys); err != nil {
+		t.Fatal(err)
+	}
+	if c.DatabaseURL != env[config.EnvDatabaseURL] {
+		t.Errorf("DatabaseURL = %q", c.DatabaseURL)
+	}
+	if len(c.WebhookKeys) != 1 || c.WebhookKeys[0].N.BitLen() != 2048 {
+		t.Errorf("WebhookKeys = %v", c.WebhookKeys)
+	}
+	id, _, _ := strings.Cut(encKeySpec, ":")
+	if c.Keyring == nil || c.Keyring.ActiveID() != id {
+		t.Errorf("Keyring = %v, want active %s", c.Keyring, id)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"ListenAddr", c.ListenAddr, ":8080"},
+		{"PublicURL", c.PublicURL.String(), "http://localhost:8080"},
+		{"RedirectURL", c.RedirectURL(), "http://localhost:8080/launch"},
+		{"UntisAPIURL", c.UntisAPIURL.String(), "https://api.webuntis.com"},
+		{"EmbedMode", c.EmbedMode, false},
+		{"TrustedProxies", len(c.TrustedProxies), 0},
+		{"LogLevel", c.LogLevel, slog.LevelInfo},
+		{"LogFormat", c.LogFormat, "json"},
+		{"ShutdownTimeout", c.ShutdownTimeout, 20 * time.Second},
+		{"DatabaseMaxConns", c.DatabaseMaxConns, int32(20)},
+		{"SessionIdleTimeout", c.SessionIdleTimeout, 2 * time.Hour},
+		{"SessionMaxAge", c.SessionMaxAge, 12 * time.Hour},
+		{"DatabaseURL", c.DatabaseURL, ""},
+		{"WebhookKeys", len(c.WebhookKeys), 0},
+		{"Keyring", c.Keyring == nil, true},
+		{"SetupFieldsFile", c.SetupFieldsFile, ""},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestNonDefaults(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	dir := t.TempDir()
+	fields := filepath.Join(dir, "fields.json")
+	if err := os.WriteFile(fields, []byte(`[]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := with(validEnv(t),
+		config.EnvListenAddr, "127.0.0.1:9000",
+		config.EnvPublicURL, "https://partner.example.com/app/",
+		config.EnvUntisAPIURL, "http://127.0.0.1:7777/",
+		config.EnvWebhookKeys, rsa2048Pub+" , "+rsa2048Pub,
+		config.EnvEncryptionKeys, encKeySpec2+","+encKeySpec,
+		config.EnvSetupFieldsFile, fields,
+		config.EnvEmbedMode, "true",
+		config.EnvTrustedProxies, "10.0.0.0/8, 192.168.1.7, 2001:db8::/32, 2001:db8:1::5, ::ffff:172.16.0.1",
+		config.EnvLogLevel, "debug",
+		config.EnvLogFormat, "text",
+		config.EnvShutdownTimeout, "3s",
+		config.EnvDatabaseMaxConns, "7",
+		config.EnvSessionIdleTimeout, "10m",
+		config.EnvSessionMaxAge, "10m",
+	)
+	c, err := config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, _, _ := strings.Cut(encKeySpec2, ":")
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"ListenAddr", c.ListenAddr, "127.0.0.1:9000"},
+		{"PublicURL", c.PublicURL.String(), "https://partner.example.com/app"},
+		{"RedirectURL", c.RedirectURL(), "https://partner.example.com/app/launch"},
+		{"UntisAPIURL", c.UntisAPIURL.String(), "http://127.0.0.1:7777"},
+		{"WebhookKeys", len(c.WebhookKeys), 2},
+		{"active key", c.Keyring.ActiveID(), id2},
+		{"key count", len(c.Keyring.IDs()), 2},
+		{"SetupFieldsFile", c.SetupFieldsFile, fields},
+		{"EmbedMode", c.EmbedMode, true},
+		{"LogLevel", c.LogLevel, slog.LevelDebug},
+		{"LogFormat", c.LogFormat, "text"},
+		{"ShutdownTimeout", c.ShutdownTimeout, 3 * time.Second},
+		{"DatabaseMaxConns", c.DatabaseMaxConns, int32(7)},
+		{"SessionIdleTimeout", c.SessionIdleTimeout, 10 * time.Minute},
+		{"SessionMaxAge", c.SessionMaxAge, 10 * time.Minute},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestRedirectURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ publicURL, want string }{
+		{"https://partner.example.com", "https://partner.example.com/launch"},
+		{"https://partner.example.com/", "https://partner.example.com/launch"},
+		{"https://partner.example.com//", "https://partner.example.com/launch"},
+		{"http://localhost:8080", "http://localhost:8080/launch"},
+		{"https://example.com/untis", "https://example.com/untis/launch"},
+		{"https://example.com/untis/", "https://example.com/untis/launch"},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(getenv(map[string]string{config.EnvPublicURL: tt.publicURL}))
+		if err != nil {
+			t.Errorf("PUBLIC_URL=%q: %v", tt.publicURL, err)
+			continue
+		}
+		if got := c.RedirectURL(); got != tt.want {
+			t.Errorf("PUBLIC_URL=%q: RedirectURL() = %q, want %q", tt.publicURL, got, tt.want)
+		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"10.0.0.0/8", []string{"10.0.0.0/8"}},
+		{"10.1.2.3/8", []string{"10.0.0.0/8"}}, // masked
+		{"192.168.1.7", []string{"192.168.1.7/32"}},
+		{"2001:db8::1", []string{"2001:db8::1/128"}},
+		{" 10.0.0.1 ,, fd00::/8 ", []string{"10.0.0.1/32", "fd00::/8"}},
+		// Peers are compared unmapped, so IPv4-mapped entries must become plain IPv4.
+		{"::ffff:10.0.0.1", []string{"10.0.0.1/32"}},
+		{"::ffff:10.0.0.0/104", []string{"10.0.0.0/8"}},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(getenv(map[string]string{config.EnvTrustedProxies: tt.in}))
+		if err != nil {
+			t.Errorf("TRUSTED_PROXIES=%q: %v", tt.in, err)
+			continue
+		}
+		var got []string
+		for _, p := range c.TrustedProxies {
+			got = append(got, p.String())
+		}
+		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("TRUSTED_PROXIES=%q: got %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	// The parsed prefixes contain the addresses a peer arrives from.
+	c, err := config.Load(getenv(map[string]string{config.EnvTrustedProxies: "::ffff:10.0.0.1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.TrustedProxies[0].Contains(netip.MustParseAddr("10.0.0.1")) {
+		t.Errorf("%v does not contain 10.0.0.1", c.TrustedProxies[0])
+	}
+}
+
+func TestErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	base := validEnv(t)
+	missingFile := filepath.Join(t.TempDir(), "missing.json")
+	encKey := keyMaterial(encKeySpec)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"DATABASE_URL mysql", with(base, config.EnvDatabaseURL, "mysql://app:"+dbPassword+"@db/partner"), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form", with(base, config.EnvDatabaseURL, "host=db user=app password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL unparsable", with(base, config.EnvDatabaseURL, "postgres://app:"+dbPassword+"@db:port/x"), config.EnvDatabaseURL},
+		{"LISTEN_ADDR without port", with(base, config.EnvListenAddr, "localhost"), config.EnvListenAddr},
+		{"LISTEN_ADDR bare port", with(base, config.EnvListenAddr, "8080"), config.EnvListenAddr},
+		{"PUBLIC_URL relative", with(base, config.EnvPublicURL, "/app"), config.EnvPublicURL},
+		{"PUBLIC_URL host only", with(base, config.EnvPublicURL, "partner.example.com"), config.EnvPublicURL},
+		{"PUBLIC_URL with query", with(base, config.EnvPublicURL, "https://partner.example.com/?x=1"), config.EnvPublicURL},
+		{"PUBLIC_URL with fragment", with(base, config.EnvPublicURL, "https://partner.example.com/#top"), config.EnvPublicURL},
+		{"PUBLIC_URL with user", with(base, config.EnvPublicURL, "https://me:pw@partner.example.com/"), config.EnvPublicURL},
+		{"UNTIS_API_URL ftp", with(base, config.EnvUntisAPIURL, "ftp://api.webuntis.com"), config.EnvUntisAPIURL},
+		{"UNTIS_API_URL no host", with(base, config.EnvUntisAPIURL, "https://"), config.EnvUntisAPIURL},
+		{"UNTIS_WEBHOOK_KEYS not base64", with(base, config.EnvWebhookKeys, "not base64!"), config.EnvWebhookKeys},
+		{"UNTIS_WEBHOOK_KEYS PEM", with(base, config.EnvWebhookKeys, "-----BEGIN PUBLIC KEY-----\n"+rsa2048Pub+"\n-----END PUBLIC KEY-----"), config.EnvWebhookKeys},
+		{"UNTIS_WEBHOOK_KEYS not X.509", with(base, config.EnvWebhookKeys, base64.StdEncoding.EncodeToString([]byte("hello, world"))), config.EnvWebhookKeys},
+		{"UNTIS_WEBHOOK_KEYS not RSA", with(base, config.EnvWebhookKeys, ecPub), config.EnvWebhookKeys},
+		{"UNTIS_WEBHOOK_KEYS 1024-bit", with(base, config.EnvWebhookKeys, rsa1024Pub), config.EnvWebhookKeys},
+		{"UNTIS_WEBHOOK_KEYS one good one bad", with(base, config.EnvWebhookKeys, rsa2048Pub+",AAAA"), config.EnvWebhookKeys},
+		{"UNTIS_WEBHOOK_KEYS only commas", with(base, config.EnvWebhookKeys, " , ,"), config.EnvWebhookKeys},
+		{"ENCRYPTION_KEYS key without id", with(base, config.EnvEncryptionKeys, encKey), config.EnvEncryptionKeys},
+		{"ENCRYPTION_KEYS bad base64", with(base, config.EnvEncryptionKeys, "k1:"+encKey+"!!"), config.EnvEncryptionKeys},
+		{"ENCRYPTION_KEYS short key", with(base, config.EnvEncryptionKeys, "k1:"+encKey[:24]), config.EnvEncryptionKeys},
+		{"ENCRYPTION_KEYS key as id", with(base, config.EnvEncryptionKeys, encKey+":k1"), config.EnvEncryptionKeys},
+		{"ENCRYPTION_KEYS url-safe key as id", with(base, config.EnvEncryptionKeys, strings.NewReplacer("+", "-", "/", "_", "=", "").Replace(encKey)+":"+encKey), config.EnvEncryptionKeys},
+		{"ENCRYPTION_KEYS duplicate id", with(base, config.EnvEncryptionKeys, "k1:"+encKey+",k1:"+encKey), config.EnvEncryptionKeys},
+		{"ENCRYPTION_KEYS empty entry", with(base, config.EnvEncryptionKeys, encKeySpec+",,"), config.EnvEncryptionKeys},
+		{"ENCRYPTION_KEYS bad id", with(base, config.EnvEncryptionKeys, "k 1:"+encKey), config.EnvEncryptionKeys},
+		{"SETUP_FIELDS_FILE missing", with(base, config.EnvSetupFieldsFile, missingFile), config.EnvSetupFieldsFile},
+		{"EMBED_MODE yes", with(base, config.EnvEmbedMode, "yes"), config.EnvEmbedMode},
+		{"TRUSTED_PROXIES /33", with(base, config.EnvTrustedProxies, "10.0.0.0/33"), config.EnvTrustedProxies},
+		{"TRUSTED_PROXIES nonsense", with(base, config.EnvTrustedProxies, "nonsense"), config.EnvTrustedProxies},
+		{"TRUSTED_PROXIES one bad", with(base, config.EnvTrustedProxies, "10.0.0.0/8,300.1.1.1"), config.EnvTrustedProxies},
+		{"LOG_LEVEL loud", with(base, config.EnvLogLevel, "loud"), config.EnvLogLevel},
+		{"LOG_FORMAT xml", with(base, config.EnvLogFormat, "xml"), config.EnvLogFormat},
+		{"SHUTDOWN_TIMEOUT words", with(base, config.EnvShutdownTimeout, "soon"), config.EnvShutdownTimeout},
+		{"SHUTDOWN_TIMEOUT no unit", with(base, config.EnvShutdownTimeout, "20"), config.EnvShutdownTimeout},
+		{"SHUTDOWN_TIMEOUT negative", with(base, config.EnvShutdownTimeout, "-1s"), config.EnvShutdownTimeout},
+		{"SHUTDOWN_TIMEOUT zero", with(base, config.EnvShutdownTimeout, "0s"), config.EnvShutdownTimeout},
+		{"SESSION_IDLE_TIMEOUT bad", with(base, config.EnvSessionIdleTimeout, "2 hours"), config.EnvSessionIdleTimeout},
+		{"SESSION_MAX_AGE bad", with(base, config.EnvSessionMaxAge, "forever"), config.EnvSessionMaxAge},
+		{"SESSION_MAX_AGE below idle", with(base, config.EnvSessionIdleTimeout, "3h", config.EnvSessionMaxAge, "1h"), config.EnvSessionMaxAge},
+		{"DATABASE_MAX_CONNS words", with(base, config.EnvDatabaseMaxConns, "many"), config.EnvDatabaseMaxConns},
+		{"DATABASE_MAX_CONNS 1", with(base, config.EnvDatabaseMaxConns, "1"), config.EnvDatabaseMaxConns},
+		{"DATABASE_MAX_CONNS 1001", with(base, config.EnvDatabaseMaxConns, "1001"), config.EnvDatabaseMaxConns},
+		{"DATABASE_MAX_CONNS fraction", with(base, config.EnvDatabaseMaxConns, "2.5"), config.EnvDatabaseMaxConns},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(getenv(tt.env))
+			if err == nil {
+				t.Fatalf("Load succeeded (%+v), want an error naming %s", c, tt.wantVar)
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is %T, want *config.Error", err, err)
+			}
+			if ce.Var != tt.wantVar {
+				t.Errorf("error names %s, want %s: %v", ce.Var, tt.wantVar, err)
+			}
+			if !strings.Contains(err.Error(), tt.wantVar) {
+				t.Errorf("error text %q does not name %s", err, tt.wantVar)
+			}
+			assertNoSecrets(t, err.Error(), secretsOf(tt.env)...)
+			assertNoSecrets(t, err.Error(), dbPassword, encKey)
+		})
+	}
+}
+
+func TestRequire(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	all := []string{config.EnvDatabaseURL, config.EnvWebhookKeys, config.EnvEncryptionKeys}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string // "" = no error
+	}{
+		{"all present", base, ""},
+		{"missing DATABASE_URL", without(base, config.EnvDatabaseURL), config.EnvDatabaseURL},
+		{"missing UNTIS_WEBHOOK_KEYS", without(base, config.EnvWebhookKeys), config.EnvWebhookKeys},
+		{"missing ENCRYPTION_KEYS", without(base, config.EnvEncryptionKeys), config.EnvEncryptionKeys},
+		{"blank DATABASE_URL", with(base, config.EnvDatabaseURL, "   "), config.EnvDatabaseURL},
+		{"empty environment", map[string]string{}, config.EnvDatabaseURL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := config.Load(getenv(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Require(all...)
+			if tt.wantVar == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar {
+				t.Fatalf("Require error = %v, want one naming %s", err, tt.wantVar)
+			}
+			if !strings.Contains(err.Error(), tt.wantVar) || !strings.Contains(err.Error(), tt.wantVar+"_FILE") {
+				t.Errorf("error %q should name %s and mention %s_FILE", err, tt.wantVar, tt.wantVar)
+			}
+		})
+	}
+
+	// migrate needs only the database.
+	c, err := config.Load(getenv(map[string]string{config.EnvDatabaseURL: base[config.EnvDatabaseURL]}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Require(config.EnvDatabaseURL); err != nil {
+		t.Errorf("Require(DATABASE_URL) = %v", err)
+	}
+	// Any other option is required by its raw value.
+	if err := c.Require(config.EnvSetupFieldsFile); err == nil || !strings.Contains(err.Error(), config.EnvSetupFieldsFile) {
+		t.Errorf("Require(SETUP_FIELDS_FILE) = %v, want an error naming it", err)
+	}
+}
+
+func TestFileVariants(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	names := []string{config.EnvDatabaseURL, config.EnvWebhookKeys, config.EnvEncryptionKeys}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			value := base[name]
+			for _, ending := range []string{"", "\n", "\r\n", "\n\n"} {
+				file := write(name+strings.NewReplacer("\r", "r", "\n", "n").Replace(ending), value+ending)
+				env := with(without(base, name), name+"_FILE", file)
+				c, err := config.Load(getenv(env))
+				if err != nil {
+					t.Fatalf("ending %q: %v", ending, err)
+				}
+				if err := c.Require(names...); err != nil {
+					t.Fatalf("ending %q: %v", ending, err)
+				}
+				switch name {
+				case config.EnvDatabaseURL:
+					if c.DatabaseURL != value {
+						t.Errorf("ending %q: DatabaseURL = %q, want %q", ending, c.DatabaseURL, value)
+					}
+				case config.EnvWebhookKeys:
+					if len(c.WebhookKeys) != 1 {
+						t.Errorf("ending %q: %d keys", ending, len(c.WebhookKeys))
+					}
+				case config.EnvEncryptionKeys:
+					id, _, _ := strings.Cut(value, ":")
+					if c.Keyring.ActiveID() != id {
+						t.Errorf("ending %q: active key %q, want %q", ending, c.Keyring.ActiveID(), id)
+					}
+				}
+				// A value read from a file is masked like one from the environment.
+				for _, a := range c.Describe() {
+					assertNoSecrets(t, a.String(), dbPassword, keyMaterial(encKeySpec))
+				}
+			}
+
+			// Both set: an error naming the variable.
+			file := write(name+"-both", value)
+			_, err := config.Load(getenv(with(base, name+"_FILE", file)))
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != name {
+				t.Errorf("both %s and %s_FILE: error = %v, want one naming %s", name, name, err, name)
+			} else {
+				assertNoSecrets(t, err.Error(), dbPassword, keyMaterial(encKeySpec))
+			}
+
+			// Unreadable file: an error naming NAME_FILE (and the path, which is no secret).
+			missing := filepath.Join(dir, "does-not-exist-"+name)
+			_, err = config.Load(getenv(with(without(base, name), name+"_FILE", missing)))
+			if !errors.As(err, &ce) || ce.Var != name+"_FILE" {
+				t.Errorf("unreadable %s_FILE: error = %v, want one naming %s_FILE", name, err, name)
+			} else if !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), name+"_FILE") {
+				t.Errorf("unreadable %s_FILE: error %q should name the variable and the path", name, err)
+			}
+
+			// A directory is not a readable file either.
+			_, err = config.Load(getenv(with(without(base, name), name+"_FILE", dir)))
+			if !errors.As(err, &ce) || ce.Var != name+"_FILE" {
+				t.Errorf("%s_FILE a directory: error = %v, want one naming %s_FILE", name, err, name)
+			}
+
+			// A malformed value in the file is reported under NAME, without the value.
+			bad := write(name+"-bad", "garbage:"+keyMaterial(encKeySpec)+"!!\n")
+			_, err = config.Load(getenv(with(without(base, name), name+"_FILE", bad)))
+			if name == config.EnvWebhookKeys || name == config.EnvEncryptionKeys {
+				if !errors.As(err, &ce) || ce.Var != name {
+					t.Errorf("malformed %s_FILE: error = %v, want one naming %s", name, err, name)
+				}
+			} else if err == nil {
+				t.Errorf("malformed %s_FILE: no error", name)
+			}
+			if err != nil {
+				assertNoSecrets(t, err.Error(), keyMaterial(encKeySpec))
+			}
+		})
+	}
+}
+
+// The _FILE form is only for the secrets: for other options it is ignored.
+func TestFileVariantOnlyForSecrets(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(map[string]string{"LISTEN_ADDR_FILE": "/nonexistent"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ListenAddr != ":8080" {
+		t.Errorf("ListenAddr = %q", c.ListenAddr)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	t.Parallel()
+	env := with(validEnv(t),
+		config.EnvEncryptionKeys, encKeySpec+","+encKeySpec2,
+		config.EnvListenAddr, "127.0.0.1:9999",
+		config.EnvPublicURL, "https://partner.example.com",
+		config.EnvTrustedProxies, "10.0.0.0/8",
+		config.EnvLogFormat, "text",
+	)
+	c, err := config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, a := range c.Describe() {
+		got[a.Key] = a.Value.String()
+		// Neither the password nor any key material, in any form.
+		assertNoSecrets(t, a.String(), dbPassword, keyMaterial(encKeySpec), keyMaterial(encKeySpec2),
+			env[config.EnvDatabaseURL], env[config.EnvEncryptionKeys])
+	}
+	want := map[string]string{
+		config.EnvListenAddr:      "127.0.0.1:9999",
+		config.EnvPublicURL:       "https://partner.example.com",
+		config.EnvUntisAPIURL:     "https://api.webuntis.com", // default shown
+		config.EnvTrustedProxies:  "10.0.0.0/8",
+		config.EnvLogFormat:       "text",
+		config.EnvLogLevel:        "info",
+		config.EnvEmbedMode:       "false",
+		config.EnvSetupFieldsFile: "(unset)",
+		config.EnvShutdownTimeout: "20s",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("Describe %s = %q, want %q", k, got[k], v)
+		}
+	}
+	for _, k := range []string{config.EnvDatabaseURL, config.EnvEncryptionKeys} {
+		if !strings.HasPrefix(got[k], "(set") {
+			t.Errorf("Describe %s = %q, want it masked as (set, ...)", k, got[k])
+		}
+	}
+	// The public webhook keys are no secret: they are described (count and fingerprint), not masked.
+	if w := got[config.EnvWebhookKeys]; !strings.HasPrefix(w, "1 key") || strings.HasPrefix(w, "(") {
+		t.Errorf("Describe %s = %q", config.EnvWebhookKeys, got[config.EnvWebhookKeys])
+	}
+
+	// Unset secrets say so.
+	c, err = config.Load(getenv(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range c.Describe() {
+		if a.Key == config.EnvDatabaseURL && a.Value.String() != "(unset)" {
+			t.Errorf("unset DATABASE_URL described as %q", a.Value)
+		}
+	}
+}
+
+func TestParseWebhookKeys(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	got, err := config.ParseWebhookKeys(rsa2048Pub + "," + rsa2048Pub)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("ParseWebhookKeys = %v, %v", got, err)
+	}
+	for _, in := range []string{"", ",", ecPub, rsa1024Pub} {
+		if _, err := config.ParseWebhookKeys(in); err == nil {
+			t.Errorf("ParseWebhookKeys(%.20q) succeeded", in)
+		}
+	}
+}
