@@ -15,26 +15,27 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// lockedBuffer is a bytes.Buffer safe for a logger writing from server goroutines.
-type lockedBuffer struct {
+// LogBuffer is a bytes.Buffer safe for a logger writing from server goroutines. It is exported
+// (in a test file, so only to tests) for the external test package as well.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
 // records parses the JSON log lines.
-func (l *lockedBuffer) records(t *testing.T) []map[string]any {
+func (l *LogBuffer) Records(t *testing.T) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for line := range strings.SplitSeq(strings.TrimSpace(l.String()), "\n") {
@@ -50,8 +51,8 @@ func (l *lockedBuffer) records(t *testing.T) []map[string]any {
 	return out
 }
 
-func newTestServer(embed bool) (*Server, *lockedBuffer) {
-	buf := &lockedBuffer{}
+func newTestServer(embed bool) (*Server, *LogBuffer) {
+	buf := &LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return New(Deps{Logger: log, EmbedMode: embed}), buf
 }
@@ -91,7 +92,7 @@ func TestRecovererThroughHandler(t *testing.T) {
 	}
 
 	var panicLine, requestLine map[string]any
-	for _, r := range logs.records(t) {
+	for _, r := range logs.Records(t) {
 		switch r["msg"] {
 		case "panic in handler":
 			panicLine = r
