@@ -47,7 +47,7 @@ func NewDatabase(t testing.TB) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	name := "t_" + randomHex(8)
+	name := testDBName("t")
 	conn, err := pgx.Connect(ctx, adminURL.String())
 	if err != nil {
 		t.Fatalf("pgtest: connect: %v", err)
@@ -84,7 +84,7 @@ func NewEmptyDatabase(t testing.TB) string {
 		t.Fatalf("pgtest: %v", setupErr)
 	}
 	ctx := context.Background()
-	name := "e_" + randomHex(8)
+	name := testDBName("e")
 	conn, err := pgx.Connect(ctx, adminURL.String())
 	if err != nil {
 		t.Fatalf("pgtest: connect: %v", err)
@@ -133,7 +133,45 @@ func setup() error {
 		return err
 	}
 	template = "tmpl_" + sum[:16]
-	return ensureTemplate(template)
+	if err := ensureTemplate(template); err != nil {
+		return err
+	}
+	sweepLeftovers()
+	return nil
+}
+
+// testDBName makes a database name that carries its creation time, so sweepLeftovers can tell
+// a database left behind by a killed test binary from one a running test still uses.
+func testDBName(prefix string) string {
+	return fmt.Sprintf("%s_%d_%s", prefix, time.Now().Unix(), randomHex(6))
+}
+
+// sweepLeftovers drops test databases older than an hour: a test binary that was killed never
+// ran its cleanups. Failures are ignored; the next run tries again.
+func sweepLeftovers() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL.String())
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname ~ '^[te]_[0-9]+_[0-9a-f]+$'`)
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-time.Hour).Unix()
+	for _, n := range names {
+		var created int64
+		if _, err := fmt.Sscanf(strings.SplitN(n, "_", 3)[1], "%d", &created); err != nil || created > cutoff {
+			continue
+		}
+		_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, n))
+	}
 }
 
 // ensureTemplate creates and migrates the template once per schema version. Test binaries run
