@@ -18,7 +18,8 @@ import (
 // loadOrCreateKey reads a PKCS#8 PEM private key from path. When the file
 // does not exist it generates a key for alg and writes it (0600), so a
 // restarted simulator keeps its keys and the server's configuration stays
-// valid.
+// valid. The file appears complete or not at all: two processes starting
+// at once both end up with the key of whichever linked its file first.
 func loadOrCreateKey(path, alg string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	switch {
@@ -39,22 +40,60 @@ func loadOrCreateKey(path, alg string) (crypto.Signer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create key directory: %w", err)
 	}
-	// O_EXCL: if another process created the file meanwhile, use theirs.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return loadOrCreateKey(path, alg)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create key file: %w", err)
-	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	switch err := writeNewFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); {
+	case errors.Is(err, fs.ErrExist):
+		// Another process won the race; its file is complete, use it.
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read key: %w", err)
+		}
+		return parseKey(path, b, alg)
+	case err != nil:
 		return nil, fmt.Errorf("write key file: %w", err)
 	}
 	return key, nil
+}
+
+// writeNewFile creates path with data, atomically: the data goes to a
+// temporary file (0600) in the same directory, is synced, and is then
+// hard-linked to path, which fails with fs.ErrExist if path exists. A
+// reader never sees a half-written file.
+func writeNewFile(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if rmErr := os.Remove(tmp); rmErr != nil && err == nil && !errors.Is(rmErr, fs.ErrNotExist) {
+			err = rmErr
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	// Make the new name durable too; failing to is not worth an error.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 func parseKey(path string, b []byte, alg string) (crypto.Signer, error) {

@@ -15,6 +15,8 @@ package main
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,11 +62,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: platformsim [flags]           serve the simulator")
+		fmt.Fprintln(stderr, "       platformsim webhook-public-key [-webhook-key-file F]")
+		fmt.Fprintln(stderr, "                                   print the webhook key in UNTIS_WEBHOOK_KEYS form")
+		fmt.Fprintln(stderr, "\nflags:")
+		fs.PrintDefaults()
+	}
 	var o options
 	fs.StringVar(&o.addr, "addr", envOr(getenv, "SIM_ADDR", "127.0.0.1:8081"), "listen address (SIM_ADDR)")
 	fs.StringVar(&o.baseURL, "base-url", getenv("SIM_BASE_URL"), "public base URL, the server's UNTIS_API_URL (SIM_BASE_URL; default http://<addr>)")
 	fs.StringVar(&o.partnerURL, "partner-url", envOr(getenv, "SIM_PARTNER_URL", "http://localhost:8080"), "the partner server's base URL (SIM_PARTNER_URL)")
-	fs.StringVar(&o.webhookKeyFile, "webhook-key-file", getenv("SIM_WEBHOOK_KEY_FILE"), "PKCS#8 PEM RSA key that signs webhooks, created if missing (SIM_WEBHOOK_KEY_FILE; default: a new key each start)")
+	fs.StringVar(&o.webhookKeyFile, "webhook-key-file", getenv("SIM_WEBHOOK_KEY_FILE"), "PKCS#8 PEM RSA key that signs webhooks, created if missing; the demo schools' credentials are derived from it, so they survive restarts (SIM_WEBHOOK_KEY_FILE; default: a new key and new credentials each start)")
 	fs.StringVar(&o.signingKeyFile, "signing-key-file", getenv("SIM_SIGNING_KEY_FILE"), "PKCS#8 PEM key that signs id_tokens, created if missing (SIM_SIGNING_KEY_FILE; default: a new key each start)")
 	fs.StringVar(&o.signingAlg, "signing-alg", envOr(getenv, "SIM_SIGNING_ALG", platformsim.RS256), "id_token algorithm: RS256 or ES256 (SIM_SIGNING_ALG)")
 	fs.StringVar(&o.logLevel, "log-level", envOr(getenv, "SIM_LOG_LEVEL", "info"), "debug, info, warn or error (SIM_LOG_LEVEL)")
@@ -100,6 +109,14 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-webhook-key-file: %w", err)
 		}
 		cfg.WebhookKey = key.(*rsa.PrivateKey)
+		// The key file is the simulator's one piece of persistent state: derive the demo
+		// schools' credentials from it, so a restart keeps what the partner server stored.
+		der, err := x509.MarshalPKCS8PrivateKey(cfg.WebhookKey)
+		if err != nil {
+			return fmt.Errorf("-webhook-key-file: %w", err)
+		}
+		seed := sha256.Sum256(der)
+		cfg.DemoSeed = seed[:]
 	}
 	var err error
 	switch {

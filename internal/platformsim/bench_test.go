@@ -10,13 +10,14 @@ import (
 	"testing"
 
 	"github.com/untis-partner/server/internal/platformsim"
+	"github.com/untis-partner/server/internal/platformsim/simtest"
 )
 
 // BenchmarkLogin measures one full SSO round (authorize, code exchange
 // with an ES256 id_token, users/{sub}) against an in-process simulator,
 // the platform's share of a partner login.
 func BenchmarkLogin(b *testing.B) {
-	sim, srv := platformsim.NewTestServer(b, platformsim.Config{PartnerURL: partnerURL, SigningKey: ecKey()})
+	sim, srv := simtest.NewServer(b, platformsim.Config{PartnerURL: partnerURL, SigningKey: ecKey()})
 	sim.SeedDemo()
 	user, _ := sim.UserByRole("1001", platformsim.RoleStudent)
 	_ = sim.SetSignedInUser("1001", user.SourcedID)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/untis-partner/server/internal/platformsim"
+	"github.com/untis-partner/server/internal/platformsim/simtest"
 )
 
 func (e *env) postJSON(path, body string) *http.Response {
@@ -116,7 +117,7 @@ func TestControlAPI(t *testing.T) {
 
 func TestPages(t *testing.T) {
 	t.Parallel()
-	sim, srv := platformsim.NewTestServer(t, platformsim.Config{PartnerURL: partnerURL})
+	sim, srv := simtest.NewServer(t, platformsim.Config{PartnerURL: partnerURL})
 	sim.SeedDemo()
 	sim.SeedDemo() // idempotent
 	e := &env{t: t, sim: sim, url: srv.URL, client: srv.Client()}

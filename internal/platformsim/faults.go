@@ -185,8 +185,8 @@ func (s *Sim) InjectAuthorizeError(tenantID, oauthErr string) error {
 // (a slow platform); 0 turns it off.
 func (s *Sim) SetTokenDelay(d time.Duration) { s.tokenDelay.Store(int64(max(d, 0))) }
 
-// RevokeTokens makes every access token issued so far for tenantID invalid:
-// API calls with them get 401.
+// RevokeTokens makes every access token and id_token issued so far for
+// tenantID invalid as a bearer token: API calls with them get 401.
 func (s *Sim) RevokeTokens(tenantID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/untis-partner/server/internal/platformsim"
+	"github.com/untis-partner/server/internal/platformsim/simtest"
 )
 
 const partnerURL = "http://partner.test"
@@ -43,7 +44,7 @@ func newEnv(t *testing.T, cfg platformsim.Config) *env {
 	if cfg.PartnerURL == "" {
 		cfg.PartnerURL = partnerURL
 	}
-	sim, srv := platformsim.NewTestServer(t, cfg)
+	sim, srv := simtest.NewServer(t, cfg)
 	for _, id := range []string{"1001", "1002"} {
 		if _, err := sim.AddTenant(platformsim.TenantSpec{ID: id, Name: "Schule " + id}); err != nil {
 			t.Fatal(err)

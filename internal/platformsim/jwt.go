@@ -27,6 +27,9 @@ type idClaims struct {
 	Iat      int64  `json:"iat"`
 	AuthTime int64  `json:"auth_time,omitempty"`
 	Nonce    string `json:"nonce,omitempty"`
+	// Jti identifies the token, so the simulator can revoke it when it
+	// comes back as a bearer token.
+	Jti string `json:"jti,omitempty"`
 }
 
 // signIDToken builds and signs an id_token, applying fault f. It runs

@@ -23,9 +23,10 @@ type authCode struct {
 	authTime    time.Time
 	expires     time.Time
 	used        bool
-	// accessToken issued from this code, revoked if the code is replayed
-	// (RFC 6749 §4.1.2).
+	// accessToken and idTokenID (the id_token's jti) issued from this
+	// code, revoked if the code is replayed (RFC 6749 §4.1.2).
 	accessToken string
+	idTokenID   string
 }
 
 type discoveryDoc struct {
@@ -47,12 +48,14 @@ type discoveryDoc struct {
 func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	tid := chi.URLParam(r, "tenantID")
 	s.mu.Lock()
-	known := s.tenants[tid] != nil
-	if known {
-		s.stats.discovery[tid]++
+	t := s.tenants[tid]
+	var scopes []string
+	if t != nil {
+		scopes = t.scopes
 	}
+	s.stats.discovery[statTenant(t)]++
 	s.mu.Unlock()
-	if !known {
+	if t == nil {
 		writeJSON(w, http.StatusNotFound, oauthErr{"invalid_request", "unknown tenant"})
 		return
 	}
@@ -72,11 +75,11 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		ResponseModesSupported:            []string{"query"},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  algs,
-		ScopesSupported:                   []string{"openid", "roster-core.readonly"},
+		ScopesSupported:                   scopes,
 		GrantTypesSupported:               []string{GrantAuthorizationCode, GrantClientCredentials},
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_post", "client_secret_basic"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
-		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce"},
+		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "jti"},
 	})
 }
 
@@ -84,7 +87,11 @@ func (s *Sim) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	tid := chi.URLParam(r, "tenantID")
 	s.mu.Lock()
 	known := s.tenants[tid] != nil
-	s.stats.jwks[strings.TrimSuffix(r.URL.Path, "/")]++
+	if known {
+		// Keyed by the canonical path of a known tenant, never by what
+		// the client sent, so the map stays as small as the tenant list.
+		s.stats.jwks[ssoPrefix+tid+"/jwks"]++
+	}
 	s.mu.Unlock()
 	if !known {
 		writeJSON(w, http.StatusNotFound, oauthErr{"invalid_request", "unknown tenant"})
@@ -108,12 +115,13 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 
 	s.mu.Lock()
-	s.stats.authorize[tid]++
 	t := s.tenants[tid]
+	s.stats.authorize[statTenant(t)]++
 	var clientID, status, apiUser string
 	var ros *roster
+	var allowed []string
 	if t != nil {
-		clientID, status, apiUser, ros = t.clientID, t.status, t.signedInUser, t.roster
+		clientID, status, apiUser, ros, allowed = t.clientID, t.status, t.signedInUser, t.roster, t.scopes
 	}
 	s.mu.Unlock()
 
@@ -147,7 +155,7 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	case q.Get("response_type") != "code":
 		s.redirectError(w, r, redirectURI, state, "unsupported_response_type", "response_type must be code")
 		return
-	case !slices.Contains(strings.Fields(q.Get("scope")), "openid"):
+	case !slices.Contains(strings.Fields(q.Get("scope")), ScopeOpenID):
 		s.redirectError(w, r, redirectURI, state, "invalid_scope", "scope must include openid")
 		return
 	case state == "":
@@ -186,6 +194,10 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The code carries what was granted: what was asked for and the
+	// application is allowed (its PAM permissions); the rest is dropped.
+	scope := strings.Join(intersectScopes(q.Get("scope"), allowed), " ")
+
 	userID := s.signedInUser(r, tid, ros, apiUser)
 	if userID == "" {
 		s.pickerPage(w, r, tid, ros)
@@ -197,7 +209,7 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.codes[code] = &authCode{
 		tenantID: tid, clientID: clientID, redirectURI: redirectURI,
-		challenge: q.Get("code_challenge"), nonce: q.Get("nonce"), scope: q.Get("scope"),
+		challenge: q.Get("code_challenge"), nonce: q.Get("nonce"), scope: scope,
 		userID: userID, authTime: now, expires: now.Add(CodeLifetime),
 	}
 	s.noteIssuedLocked(now)

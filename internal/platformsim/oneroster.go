@@ -22,6 +22,8 @@ type apiCall struct {
 	tenantID string
 	kind     string
 	userID   string
+	scope    string // the token's granted scopes
+	role     string // the OneRoster role of userID, for user-context tokens
 	roster   *roster
 	base     string // the simulator's base URL, for hrefs
 	// mismatch asks users/{id} to answer with a different sourcedId (the
@@ -33,11 +35,11 @@ type apiHandler func(w http.ResponseWriter, r *http.Request, c *apiCall) int
 
 func (s *Sim) oneRosterRoutes(r chi.Router) {
 	r.Get("/users", s.api(listUsers("")))
-	r.Get("/users/{id}", s.api(getUser("")))
+	r.Get("/users/{id}", s.selfAPI(getUser("")))
 	r.Get("/students", s.api(listUsers(RoleStudent)))
-	r.Get("/students/{id}", s.api(getUser(RoleStudent)))
+	r.Get("/students/{id}", s.selfAPI(getUser(RoleStudent)))
 	r.Get("/teachers", s.api(listUsers(RoleTeacher)))
-	r.Get("/teachers/{id}", s.api(getUser(RoleTeacher)))
+	r.Get("/teachers/{id}", s.selfAPI(getUser(RoleTeacher)))
 	r.Get("/classes", s.api(listClasses))
 	r.Get("/classes/{id}", s.api(getClass))
 	r.Get("/classes/{id}/students", s.api(classMembers(RoleStudent)))
@@ -56,9 +58,16 @@ func (s *Sim) oneRosterRoutes(r chi.Router) {
 	})
 }
 
-// api authenticates the bearer token, applies injected failures, runs h
-// and records the call.
-func (s *Sim) api(h apiHandler) http.HandlerFunc {
+// api serves an endpoint that server tokens and staff may call.
+func (s *Sim) api(h apiHandler) http.HandlerFunc { return s.apiFor(h, false) }
+
+// selfAPI serves a users/{id} endpoint, which a student or parent may also
+// call for their own id.
+func (s *Sim) selfAPI(h apiHandler) http.HandlerFunc { return s.apiFor(h, true) }
+
+// apiFor authenticates the bearer token, applies injected failures, checks
+// the token's scope and the user's role, runs h and records the call.
+func (s *Sim) apiFor(h apiHandler, selfOK bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, fail, errDesc := s.authenticate(r)
 		var status int
@@ -69,6 +78,11 @@ func (s *Sim) api(h apiHandler) http.HandlerFunc {
 			status = writeInvalidToken(w, errDesc)
 		case fail.status != 0:
 			status = writeInjectedAPIFailure(w, fail.status)
+		case !hasScope(c.scope, ScopeRosterCoreReadonly):
+			status = writeInsufficientScope(w, ScopeRosterCoreReadonly)
+		case !c.mayRead(r, selfOK):
+			status = writeStatusInfo(w, http.StatusForbidden, "forbidden",
+				"with a user's token, a student or parent may only read their own user")
 		default:
 			status = h(w, r, c)
 		}
@@ -111,26 +125,32 @@ func (s *Sim) authenticate(r *http.Request) (c *apiCall, fail failN, errDesc str
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var t *tenant
+	var at *accessToken
 	if idc != nil {
-		t = s.tenants[strings.TrimPrefix(idc.Iss, s.BaseURL()+ssoPrefix)]
-		if t == nil || !t.credentialsUsable() {
-			return c, fail, "the token is invalid"
+		// The platform knows the id_tokens it issued: one it does not
+		// (any more) know is as dead as a revoked access token.
+		at = s.idTokens[idc.Jti]
+		if at == nil || idc.Jti == "" || s.Issuer(at.tenantID) != idc.Iss {
+			return c, fail, "the token is unknown or was revoked"
 		}
-		c.kind, c.userID = TokenKindIDToken, idc.Sub
 	} else {
-		at := s.tokens[raw]
+		at = s.tokens[raw]
 		if at == nil {
 			return c, fail, "the token is unknown or was revoked"
 		}
-		t = s.tenants[at.tenantID]
-		switch {
-		case !now.Before(at.expires):
+		if !now.Before(at.expires) {
 			return c, fail, "the token expired"
-		case at.epoch != t.tokenEpoch || !t.credentialsUsable():
-			return c, fail, "the token was revoked"
 		}
-		c.kind, c.userID = at.kind, at.userID
+	}
+	t := s.tenants[at.tenantID]
+	if t == nil || at.epoch != t.tokenEpoch || !t.credentialsUsable() {
+		return c, fail, "the token was revoked"
+	}
+	c.kind, c.userID, c.scope = at.kind, at.userID, at.scope
+	if c.userID != "" {
+		if i, ok := t.roster.userIdx[c.userID]; ok {
+			c.role = t.roster.users[i].Role
+		}
 	}
 	c.tenantID, c.roster = t.id, t.roster
 	if f, ok := takeFailLocked(s.faults.api, t.id); ok {
@@ -143,6 +163,29 @@ func (s *Sim) authenticate(r *http.Request) (c *apiCall, fail failN, errDesc str
 		c.mismatch = true
 	}
 	return c, fail, ""
+}
+
+// mayRead reports whether the caller may use the endpoint: server tokens
+// and staff read everything of their school; students and parents (and a
+// user the roster does not know) only their own user, on the selfAPI
+// endpoints. The platform's user-context permissions are "app
+// configuration AND the user's role and school membership".
+func (c *apiCall) mayRead(r *http.Request, selfOK bool) bool {
+	if c.kind == TokenKindClientCredentials {
+		return true
+	}
+	switch c.role {
+	case RoleTeacher, RoleAdministrator, RoleAide:
+		return true
+	}
+	return selfOK && c.userID != "" && chi.URLParam(r, "id") == c.userID
+}
+
+// writeInsufficientScope answers a token whose scopes lack the one the
+// endpoint needs (RFC 6750 §3.1), with OneRoster's error body.
+func writeInsufficientScope(w http.ResponseWriter, need string) int {
+	w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+need+`"`)
+	return writeStatusInfo(w, http.StatusForbidden, "forbidden", "the token's scope does not include "+need)
 }
 
 // writeMissingToken answers a request without credentials: per RFC 6750
@@ -191,7 +234,7 @@ func writeStatusInfo(w http.ResponseWriter, status int, codeMinor, desc string) 
 }
 
 // writeEnvelope writes {"key": v}.
-func writeEnvelope(w http.ResponseWriter, key string, v any, total int) int {
+func writeEnvelope(w http.ResponseWriter, key string, v any) int {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return writeStatusInfo(w, http.StatusInternalServerError, "internal_server_error", "could not encode the response")
@@ -202,11 +245,9 @@ func writeEnvelope(w http.ResponseWriter, key string, v any, total int) int {
 	buf = append(buf, `":`...)
 	buf = append(buf, b...)
 	buf = append(buf, '}')
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	if total >= 0 {
-		h.Set("X-Total-Count", strconv.Itoa(total))
-	}
+	// No X-Total-Count: the platform is not documented to send one (facts §4.1), so a client
+	// must page until a short page, and the simulator must not let it lean on a count.
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf)
 	return http.StatusOK
@@ -273,13 +314,12 @@ type fielder interface {
 	field(string) (string, bool)
 }
 
-// selectPage filters, sorts and pages items and returns the page and the
-// filtered total. items is a fresh slice of pointers into the immutable
+// selectPage filters, sorts and pages items and returns the page. items is a fresh slice of pointers into the immutable
 // roster, so sorting it in place is safe.
 func selectPage[T any, P interface {
 	*T
 	fielder
-}](items []P, lq listQuery) ([]P, int) {
+}](items []P, lq listQuery) []P {
 	sel := items
 	if lq.filter != nil {
 		sel = make([]P, 0, len(items))
@@ -299,11 +339,10 @@ func selectPage[T any, P interface {
 			return strings.Compare(va, vb)
 		})
 	}
-	total := len(sel)
-	if lq.offset >= total {
-		return nil, total
+	if lq.offset >= len(sel) {
+		return nil
 	}
-	return sel[lq.offset:min(total, lq.offset+lq.limit)], total
+	return sel[lq.offset:min(len(sel), lq.offset+lq.limit)]
 }
 
 func ptrs[T any](xs []T) []*T {
@@ -374,8 +413,8 @@ func writeUsers(w http.ResponseWriter, r *http.Request, c *apiCall, users []*Use
 	if status != 0 {
 		return status
 	}
-	page, total := selectPage(users, lq)
-	return writeEnvelope(w, "users", userPage(c.base, page), total)
+	page := selectPage(users, lq)
+	return writeEnvelope(w, "users", userPage(c.base, page))
 }
 
 func listUsers(role string) apiHandler {
@@ -403,7 +442,7 @@ func getUser(role string) apiHandler {
 			u.SourcedID, u.Identifier = other, other
 			u.UserIDs = []UserID{{Type: "uuid", Identifier: other}}
 		}
-		return writeEnvelope(w, "user", u, -1)
+		return writeEnvelope(w, "user", u)
 	}
 }
 
@@ -416,12 +455,12 @@ func writeClasses(w http.ResponseWriter, r *http.Request, c *apiCall, classes []
 	if status != 0 {
 		return status
 	}
-	page, total := selectPage(classes, lq)
+	page := selectPage(classes, lq)
 	out := make([]Class, len(page))
 	for i, cl := range page {
 		out[i] = cl.withHrefs(c.base)
 	}
-	return writeEnvelope(w, "classes", out, total)
+	return writeEnvelope(w, "classes", out)
 }
 
 func getClass(w http.ResponseWriter, r *http.Request, c *apiCall) int {
@@ -430,7 +469,7 @@ func getClass(w http.ResponseWriter, r *http.Request, c *apiCall) int {
 	if !ok {
 		return writeStatusInfo(w, http.StatusNotFound, "unknown_object", "no class with sourcedId "+id)
 	}
-	return writeEnvelope(w, "class", c.roster.classes[i].withHrefs(c.base), -1)
+	return writeEnvelope(w, "class", c.roster.classes[i].withHrefs(c.base))
 }
 
 func classMembers(role string) apiHandler {
@@ -456,12 +495,12 @@ func listEnrollments(w http.ResponseWriter, r *http.Request, c *apiCall) int {
 	if status != 0 {
 		return status
 	}
-	page, total := selectPage(ptrs(c.roster.enrollments), lq)
+	page := selectPage(ptrs(c.roster.enrollments), lq)
 	out := make([]Enrollment, len(page))
 	for i, e := range page {
 		out[i] = e.withHrefs(c.base)
 	}
-	return writeEnvelope(w, "enrollments", out, total)
+	return writeEnvelope(w, "enrollments", out)
 }
 
 func getEnrollment(w http.ResponseWriter, r *http.Request, c *apiCall) int {
@@ -470,7 +509,7 @@ func getEnrollment(w http.ResponseWriter, r *http.Request, c *apiCall) int {
 	if !ok {
 		return writeStatusInfo(w, http.StatusNotFound, "unknown_object", "no enrollment with sourcedId "+id)
 	}
-	return writeEnvelope(w, "enrollment", c.roster.enrollments[i].withHrefs(c.base), -1)
+	return writeEnvelope(w, "enrollment", c.roster.enrollments[i].withHrefs(c.base))
 }
 
 // OneRoster 1.1 answers the schools endpoints with the orgs envelope.
@@ -479,12 +518,12 @@ func listOrgs(w http.ResponseWriter, r *http.Request, c *apiCall) int {
 	if status != 0 {
 		return status
 	}
-	page, total := selectPage([]*Org{&c.roster.org}, lq)
+	page := selectPage([]*Org{&c.roster.org}, lq)
 	out := make([]Org, len(page))
 	for i, o := range page {
 		out[i] = o.withHrefs(c.base)
 	}
-	return writeEnvelope(w, "orgs", out, total)
+	return writeEnvelope(w, "orgs", out)
 }
 
 func getOrg(w http.ResponseWriter, r *http.Request, c *apiCall) int {
@@ -492,7 +531,7 @@ func getOrg(w http.ResponseWriter, r *http.Request, c *apiCall) int {
 	if id != c.roster.org.SourcedID {
 		return writeStatusInfo(w, http.StatusNotFound, "unknown_object", "no org with sourcedId "+id)
 	}
-	return writeEnvelope(w, "org", c.roster.org.withHrefs(c.base), -1)
+	return writeEnvelope(w, "org", c.roster.org.withHrefs(c.base))
 }
 
 func schoolUsers(role string) apiHandler {

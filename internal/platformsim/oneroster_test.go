@@ -33,8 +33,8 @@ func TestOneRosterPagingLargeSchool(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("offset %d: %d", offset, resp.StatusCode)
 		}
-		if got := resp.Header.Get("X-Total-Count"); got != "1050" {
-			t.Fatalf("X-Total-Count = %s", got)
+		if got := resp.Header.Get("X-Total-Count"); got != "" {
+			t.Fatalf("X-Total-Count = %s; the platform sends none, so the simulator must not either", got)
 		}
 		pages++
 		for _, u := range page.Users {
@@ -288,10 +288,13 @@ func TestOneRosterTokenValidity(t *testing.T) {
 	_ = e.sim.RevokeTokens("1001")
 	check("revoked", server, http.StatusUnauthorized)
 	check("user token revoked", tok.AccessToken, http.StatusUnauthorized)
+	check("id_token revoked", tok.Extra("id_token").(string), http.StatusUnauthorized)
 	server = e.serverToken("1001")
 	check("new token after revocation", server, http.StatusOK)
+	_, tok = e.login("1001", user.SourcedID)
 	e.sim.Advance(181 * time.Second)
 	check("expired", server, http.StatusUnauthorized)
+	check("expired access token", tok.AccessToken, http.StatusUnauthorized)
 	check("id_token lives 300 s", tok.Extra("id_token").(string), http.StatusOK)
 	e.sim.Advance(120 * time.Second)
 	check("expired id_token", tok.Extra("id_token").(string), http.StatusUnauthorized)

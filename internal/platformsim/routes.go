@@ -19,12 +19,14 @@ const (
 // routes lists the simulator's whole HTTP surface.
 func (s *Sim) routes() http.Handler {
 	r := chi.NewRouter()
-	// The v1/v2 SSO examples had a trailing slash and v3's do not; real
-	// clients send both, so accept both everywhere.
-	r.Use(middleware.StripSlashes)
 	r.Use(s.logRequests)
 
 	r.Route("/WebUntis/api/sso/v3/{tenantID}", func(r chi.Router) {
+		// The v1/v2 SSO examples had a trailing slash and v3's do not;
+		// partner code written against either exists, so the SSO
+		// endpoints accept both. Nothing else does: OneRoster URLs with a
+		// trailing slash are 404, so a partner bug adding one shows.
+		r.Use(middleware.StripSlashes)
 		r.Get("/.well-known/openid-configuration", s.handleDiscovery)
 		r.Get("/jwks", s.handleJWKS)
 		r.Get("/authorize", s.handleAuthorize)

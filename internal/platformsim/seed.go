@@ -129,6 +129,12 @@ type TenantSpec struct {
 	Country  string `json:"country,omitempty"`
 	Region   string `json:"region,omitempty"`
 	Language string `json:"language,omitempty"`
+	// Scopes are the application's permissions at this school (set in
+	// PAM on the real platform): the scopes authorize may grant and
+	// client_credentials may ask for. openid is always allowed. Default
+	// (nil): roster-core.readonly. ["openid"] makes an application
+	// without OneRoster access, whose API calls get 403.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 func count(n, def int) int {

@@ -5,7 +5,7 @@
 // for tests.
 //
 // The simulator is a library first: tests of other packages start it
-// in-process with NewTestServer, and cmd/platformsim is a thin binary over it.
+// in-process with simtest.NewServer, and cmd/platformsim is a thin binary over it.
 // All state lives in memory behind one mutex; cryptography (signing id_tokens
 // and webhooks) always runs outside that lock so concurrent logins do not
 // queue behind each other.
@@ -13,6 +13,7 @@ package platformsim
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"errors"
 	"fmt"
@@ -58,11 +59,21 @@ type Config struct {
 	// "/webhooks/credentials" and "/webhooks/deactivation".
 	CredentialsPath  string
 	DeactivationPath string
-	// WebhookKey signs webhooks (SHA256withRSA). Generated if nil.
+	// WebhookKey signs webhooks (SHA256withRSA). If nil, a default key
+	// is used that every simulator of this process shares (generating RSA
+	// keys is slow), unless FreshKeys is set.
 	WebhookKey *rsa.PrivateKey
 	// SigningKey signs id_tokens: *rsa.PrivateKey (RS256) or a P-256
-	// *ecdsa.PrivateKey (ES256). Generated (RSA) if nil.
+	// *ecdsa.PrivateKey (ES256). If nil, a default RSA key is used that
+	// every simulator of this process shares, unless FreshKeys is set.
 	SigningKey crypto.Signer
+	// FreshKeys makes New generate a webhook key and a signing key of its
+	// own for whichever of WebhookKey and SigningKey is nil, instead of
+	// the per-process defaults. A test that needs "a webhook signed by
+	// another platform" or "an id_token from another platform" sets it
+	// (or passes its own keys): two simulators with default keys sign
+	// alike. It costs two RSA key generations (~100 ms).
+	FreshKeys bool
 	// Now is the clock; default time.Now. Advance moves the simulator's
 	// clock on top of it.
 	Now func() time.Time
@@ -73,6 +84,10 @@ type Config struct {
 	// IncludeIssParam adds the RFC 9207 iss parameter to the authorization
 	// response. Off by default: the real platform is not known to send it.
 	IncludeIssParam bool
+	// DemoSeed, when set, makes SeedDemo derive the demo schools' secret and
+	// password from it instead of drawing random ones, so a restarted
+	// simulator (make run) keeps the credentials the partner stored.
+	DemoSeed []byte
 }
 
 // Sim is a simulated Untis Platform. It is safe for concurrent use.
@@ -86,6 +101,7 @@ type Sim struct {
 	client           *http.Client
 	log              *slog.Logger
 	includeIss       bool
+	demoSeed         []byte
 
 	baseURL    atomic.Pointer[string]
 	partnerURL atomic.Pointer[string]
@@ -102,10 +118,12 @@ type Sim struct {
 	order   []string // tenant ids in the order they were added
 	codes   map[string]*authCode
 	tokens  map[string]*accessToken
-	issued  int // tokens and codes issued since the last sweep
-	faults  faultState
-	stats   statCounters
-	calls   callLog
+	// idTokens are the issued id_tokens by jti.
+	idTokens map[string]*accessToken
+	issued   int // tokens and codes issued since the last sweep
+	faults   faultState
+	stats    statCounters
+	calls    callLog
 
 	handler http.Handler
 }
@@ -120,9 +138,11 @@ func New(cfg Config) (*Sim, error) {
 		client:           cfg.HTTPClient,
 		log:              cfg.Logger,
 		includeIss:       cfg.IncludeIssParam,
+		demoSeed:         cfg.DemoSeed,
 		tenants:          make(map[string]*tenant),
 		codes:            make(map[string]*authCode),
 		tokens:           make(map[string]*accessToken),
+		idTokens:         make(map[string]*accessToken),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -138,7 +158,13 @@ func New(cfg Config) (*Sim, error) {
 
 	var err error
 	s.webhookKey = cfg.WebhookKey
-	if s.webhookKey == nil {
+	switch {
+	case s.webhookKey != nil:
+	case cfg.FreshKeys:
+		if s.webhookKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			return nil, fmt.Errorf("platformsim: generate webhook key: %w", err)
+		}
+	default:
 		if s.webhookKey, err = defaultWebhookKey(); err != nil {
 			return nil, err
 		}
@@ -148,7 +174,13 @@ func New(cfg Config) (*Sim, error) {
 	}
 
 	signer := cfg.SigningKey
-	if signer == nil {
+	switch {
+	case signer != nil:
+	case cfg.FreshKeys:
+		if signer, err = GenerateSigningKey(RS256); err != nil {
+			return nil, err
+		}
+	default:
 		if signer, err = defaultSigningKey(); err != nil {
 			return nil, err
 		}

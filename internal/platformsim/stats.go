@@ -21,19 +21,52 @@ const (
 // partner used the platform ("exactly one token request").
 type Stats struct {
 	// TokenRequests counts token endpoint requests: tenant → grant_type →
-	// count, including failed ones (an empty grant is counted as "").
+	// count, including failed ones. An empty grant is counted as "",
+	// grant types other than authorization_code, client_credentials,
+	// refresh_token and password as GrantOther, and unknown tenants as
+	// UnknownTenant.
 	TokenRequests map[string]map[string]int `json:"tokenRequests"`
-	// AuthorizeRequests counts authorize requests per tenant.
+	// AuthorizeRequests counts authorize requests per tenant (unknown
+	// tenants as UnknownTenant).
 	AuthorizeRequests map[string]int `json:"authorizeRequests"`
-	// DiscoveryFetches counts discovery documents served per tenant.
+	// DiscoveryFetches counts discovery requests per tenant (unknown
+	// tenants as UnknownTenant).
 	DiscoveryFetches map[string]int `json:"discoveryFetches"`
-	// JWKSFetches counts JWKS fetches per URL path.
+	// JWKSFetches counts JWKS fetches per URL path
+	// ("/WebUntis/api/sso/v3/{tenantId}/jwks", also when asked with a
+	// trailing slash); fetches for unknown tenants are not counted.
 	JWKSFetches map[string]int `json:"jwksFetches"`
 	// APICalls counts OneRoster calls: tenant the token belongs to ("" when
 	// the token was not valid) → HTTP status → count.
 	APICalls map[string]map[int]int `json:"apiCalls"`
 	// WebhooksSent counts webhook deliveries attempted, replays included.
 	WebhooksSent int `json:"webhooksSent"`
+}
+
+// UnknownTenant is the key under which Stats counts requests for tenant
+// ids the simulator does not know, so a client making up ids cannot grow
+// the counters without limit. It is no valid tenant id.
+const UnknownTenant = ""
+
+// statTenant is the Stats key of a tenant (nil: unknown).
+func statTenant(t *tenant) string {
+	if t == nil {
+		return UnknownTenant
+	}
+	return t.id
+}
+
+// GrantOther is the grant_type under which Stats counts token requests
+// with a grant type the simulator does not know.
+const GrantOther = "other"
+
+// statGrant bounds the grant types Stats keeps apart.
+func statGrant(g string) string {
+	switch g {
+	case GrantAuthorizationCode, GrantClientCredentials, "refresh_token", "password", "":
+		return g
+	}
+	return GrantOther
 }
 
 // TokenRequestCount returns the number of token requests of one tenant and

@@ -1,11 +1,14 @@
 package platformsim
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 )
 
 // Tenant states from the simulator's (the platform's) point of view.
@@ -32,7 +35,8 @@ type tenant struct {
 	country, region, language  string
 	status                     string
 	signedInUser               string
-	tokenEpoch                 uint64 // bumped by RevokeTokens; older tokens are dead
+	tokenEpoch                 uint64   // bumped by RevokeTokens; older tokens are dead
+	scopes                     []string // what the application may ask for (PAM permissions)
 	roster                     *roster
 	lastWebhook                *sentWebhook
 	lastResult                 *WebhookResult
@@ -56,6 +60,8 @@ type TenantInfo struct {
 	Users        int    `json:"users"`
 	Classes      int    `json:"classes"`
 	SignedInUser string `json:"signedInUser,omitempty"`
+	// Scopes are the scopes the application is allowed at this school.
+	Scopes []string `json:"scopes"`
 	// LastWebhook is the partner's answer to the last webhook sent for
 	// this tenant, if any; LastWebhookError says why delivery failed.
 	LastWebhook      *WebhookResult `json:"lastWebhook,omitempty"`
@@ -68,6 +74,7 @@ func (s *Sim) infoLocked(t *tenant) TenantInfo {
 		Status: t.status, Country: t.country, Region: t.region, Language: t.language,
 		SchoolID: t.roster.org.SourcedID, Issuer: s.Issuer(t.id),
 		Users: len(t.roster.users), Classes: len(t.roster.classes), SignedInUser: t.signedInUser,
+		Scopes:      slices.Clone(t.scopes),
 		LastWebhook: t.lastResult, LastWebhookError: t.lastResultErr,
 	}
 }
@@ -100,6 +107,10 @@ func (s *Sim) AddTenant(spec TenantSpec) (TenantInfo, error) {
 		language: orDefault(spec.Language, "de"),
 		status:   StatusNew,
 	}
+	var err error
+	if t.scopes, err = appScopes(spec.Scopes); err != nil {
+		return TenantInfo{}, err
+	}
 	if t.secret == t.password {
 		return TenantInfo{}, errors.New("platformsim: secret and password must differ")
 	}
@@ -129,10 +140,21 @@ func (s *Sim) SeedDemo() {
 		if _, ok := s.Tenant(spec.ID); ok {
 			continue
 		}
+		if len(s.demoSeed) > 0 {
+			spec.Secret = s.demoCredential("secret", spec.ID)
+			spec.Password = s.demoCredential("password", spec.ID)
+		}
 		if _, err := s.AddTenant(spec); err != nil {
 			s.log.Error("platformsim: seed demo school", "tenant_id", spec.ID, "err", err)
 		}
 	}
+}
+
+// demoCredential derives a stable demo credential from DemoSeed.
+func (s *Sim) demoCredential(kind, tenantID string) string {
+	m := hmac.New(sha256.New, s.demoSeed)
+	m.Write([]byte("platformsim demo " + kind + "\x00" + tenantID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:24])
 }
 
 // Tenant returns a snapshot of one tenant.

@@ -3,19 +3,24 @@ package platformsim
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"mime"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 )
 
-// accessToken is an opaque bearer token the simulator issued; guarded by
-// Sim.mu.
+// accessToken is a bearer token the simulator issued: an opaque access
+// token (in Sim.tokens) or an id_token (in Sim.idTokens, by jti), which
+// partners may send as a bearer too. Guarded by Sim.mu.
 type accessToken struct {
 	tenantID string
-	kind     string // TokenKindClientCredentials or TokenKindAccessToken
+	kind     string // TokenKindClientCredentials, TokenKindAccessToken or TokenKindIDToken
 	userID   string // set for user-context tokens
+	scope    string // granted scopes, space-separated
 	expires  time.Time
 	epoch    uint64 // the tenant's tokenEpoch when issued
 }
@@ -56,6 +61,11 @@ func (s *Sim) noteIssuedLocked(now time.Time) {
 			delete(s.tokens, k)
 		}
 	}
+	for k, t := range s.idTokens {
+		if now.After(t.expires) {
+			delete(s.idTokens, k)
+		}
+	}
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
@@ -74,6 +84,15 @@ func writeInvalidClient(w http.ResponseWriter, basic bool, desc string) {
 // supports.
 func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 	tid := chi.URLParam(r, "tenantID")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	// ParseForm merges the body with the query string: the Untis docs show
+	// the parameters in the query of the POST, real clients send a body.
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the request body could not be parsed")
+		return
+	}
+	// The delay starts after the body is read: only then does net/http
+	// notice a client that gave up and cancel the request's context.
 	if d := time.Duration(s.tokenDelay.Load()); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -83,25 +102,28 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	// ParseForm merges the body with the query string: the Untis docs show
-	// the parameters in the query of the POST, real clients send a body.
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the request body could not be parsed")
-		return
-	}
 	grant := r.Form.Get("grant_type")
+	// The platform's docs: the request "must include Content-Type:
+	// application/x-www-form-urlencoded", also when the parameters are
+	// in the query.
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	formBody := mt == "application/x-www-form-urlencoded"
 
 	s.mu.Lock()
-	s.stats.token[pair{tid, grant}]++
 	t := s.tenants[tid]
+	s.stats.token[pair{statTenant(t), statGrant(grant)}]++
 	if t == nil {
 		s.mu.Unlock()
 		writeOAuthError(w, http.StatusNotFound, "invalid_request", "unknown tenant")
 		return
 	}
+	if !formBody {
+		s.mu.Unlock()
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+		return
+	}
 	fail, failing := takeFailLocked(s.faults.token, tid)
-	creds := tenantCreds{t.clientID, t.secret, t.password, t.credentialsUsable()}
+	creds := tenantCreds{t.clientID, t.secret, t.password, t.credentialsUsable(), t.scopes}
 	s.mu.Unlock()
 
 	if failing {
@@ -127,6 +149,7 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 type tenantCreds struct {
 	clientID, secret, password string
 	usable                     bool
+	scopes                     []string
 }
 
 // clientAuth returns the client's id and secret from HTTP Basic (whose
@@ -173,6 +196,10 @@ func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, c
 			delete(s.tokens, c.accessToken)
 			c.accessToken = ""
 		}
+		if c.idTokenID != "" {
+			delete(s.idTokens, c.idTokenID)
+			c.idTokenID = ""
+		}
 		s.mu.Unlock()
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "authorization code already used")
 		return
@@ -201,14 +228,23 @@ func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, c
 	fault := s.takeIDTokenFaultLocked(tid)
 	epoch := s.tenants[tid].tokenEpoch
 	s.tokens[token] = &accessToken{
-		tenantID: tid, kind: TokenKindAccessToken, userID: c.userID,
+		tenantID: tid, kind: TokenKindAccessToken, userID: c.userID, scope: c.scope,
 		expires: now.Add(AccessTokenLifetime), epoch: epoch,
 	}
-	c.accessToken = token
+	// The id_token is remembered too, so that as a bearer token it dies
+	// with RevokeTokens, deactivation and code replay like the access
+	// token, and carries the scopes of its authorization.
+	jti := randomToken(16)
+	s.idTokens[jti] = &accessToken{
+		tenantID: tid, kind: TokenKindIDToken, userID: c.userID, scope: c.scope,
+		expires: now.Add(IDTokenLifetime), epoch: epoch,
+	}
+	c.accessToken, c.idTokenID = token, jti
 	s.noteIssuedLocked(now)
 	claims := idClaims{
 		Iss: s.Issuer(tid), Sub: c.userID, Aud: c.clientID,
 		Iat: now.Unix(), Exp: now.Add(IDTokenLifetime).Unix(), AuthTime: c.authTime.Unix(), Nonce: c.nonce,
+		Jti: jti,
 	}
 	scope := c.scope
 	s.mu.Unlock()
@@ -251,20 +287,40 @@ func (s *Sim) clientCredentials(w http.ResponseWriter, r *http.Request, tid stri
 		writeInvalidClient(w, true, "client authentication failed")
 		return
 	}
+	// Server-to-server permissions are the application's configuration
+	// in PAM: without a scope parameter the token gets all of them; a
+	// scope the application does not have is refused, not dropped.
+	var granted []string
+	if requested := r.Form.Get("scope"); requested == "" {
+		for _, sc := range creds.scopes {
+			if sc != ScopeOpenID {
+				granted = append(granted, sc)
+			}
+		}
+	} else {
+		for _, sc := range strings.Fields(requested) {
+			if !slices.Contains(creds.scopes, sc) {
+				writeOAuthError(w, http.StatusBadRequest, "invalid_scope",
+					"the application is not allowed the scope "+sc+" at this school")
+				return
+			}
+			if !slices.Contains(granted, sc) {
+				granted = append(granted, sc)
+			}
+		}
+	}
+	scope := strings.Join(granted, " ")
+
 	token := randomToken(32)
 	now := s.Now()
 	s.mu.Lock()
 	s.tokens[token] = &accessToken{
-		tenantID: tid, kind: TokenKindClientCredentials,
+		tenantID: tid, kind: TokenKindClientCredentials, scope: scope,
 		expires: now.Add(AccessTokenLifetime), epoch: s.tenants[tid].tokenEpoch,
 	}
 	s.noteIssuedLocked(now)
 	s.mu.Unlock()
 
-	scope := r.Form.Get("scope")
-	if scope == "" {
-		scope = "roster-core.readonly"
-	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, tokenResponse{

@@ -206,3 +206,33 @@ func TestUnknownTenantAndGrant(t *testing.T) {
 		t.Errorf("password grant: %d", r.StatusCode)
 	}
 }
+
+// The docs: the token request must be application/x-www-form-urlencoded,
+// also with the parameters in the query string.
+func TestTokenContentType(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, platformsim.Config{})
+	clientID, _, password, _ := e.sim.Credentials("1001")
+	for ct, want := range map[string]int{
+		"":                                  http.StatusBadRequest,
+		"application/json":                  http.StatusBadRequest,
+		"text/plain":                        http.StatusBadRequest,
+		"application/x-www-form-urlencoded": http.StatusOK,
+		"application/x-www-form-urlencoded; charset=UTF-8": http.StatusOK,
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost,
+			e.sim.Issuer("1001")+"/token?grant_type=client_credentials", nil)
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		req.SetBasicAuth(clientID, password)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Content-Type %q: %d, want %d", ct, resp.StatusCode, want)
+		}
+	}
+}
