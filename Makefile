@@ -6,7 +6,10 @@ FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: run test test-short bench fuzz lint build clean db-up db-stop db-status db-destroy help
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+
+.PHONY: run test bench fuzz lint build clean db-up db-stop db-status db-destroy help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,23 +30,25 @@ bench: ## run the benchmarks
 fuzz: ## run every fuzz target for FUZZTIME each (the seeds also run in `make test`)
 	@scripts/fuzz.sh $(FUZZTIME)
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and go.mod/go.sum tidy
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 build: ## build bin/server and bin/platformsim
 	@mkdir -p bin
-	$(GO) build -trimpath -o bin/server ./cmd/server
-	$(GO) build -trimpath -o bin/platformsim ./cmd/platformsim
+	@$(GO) build -ldflags "$(LDFLAGS)" -o bin/server ./cmd/server
+	@$(GO) build -o bin/platformsim ./cmd/platformsim
+	@echo "built bin/server ($(VERSION)) and bin/platformsim"
 
-db-up: ## start the private PostgreSQL and print its URL
-	@scripts/pg.sh up
+db-up: ## start the private PostgreSQL and print its URL (password masked; scripts/pg.sh url has it)
+	@scripts/pg.sh show
 
 db-stop: ## stop the private PostgreSQL (its data is kept)
 	@scripts/pg.sh stop
 
 db-status: ## is the private PostgreSQL running?
-	@scripts/pg.sh status
+	@scripts/pg.sh status || true
 
 db-destroy: ## stop the private PostgreSQL and delete its data
 	@scripts/pg.sh destroy

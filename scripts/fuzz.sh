@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh TIME: run every fuzz target of the module for TIME each, one after the other.
-# New interesting inputs land in the package's testdata/fuzz/ and become seeds `go test` replays.
+# Inputs that fail are written to the package's testdata/fuzz/ (commit them: `go test` replays them);
+# the rest of the corpus stays in the Go build cache.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 fuzztime="${1:-20s}"

@@ -2,7 +2,8 @@
 # pg.sh: a private PostgreSQL cluster for `make run` and `make test` when DATABASE_URL is unset.
 #
 #   scripts/pg.sh up      create (first time) and start the cluster; print the DATABASE_URL
-#   scripts/pg.sh url     print the DATABASE_URL of a running cluster (starts it if needed)
+#   scripts/pg.sh url     the same (use it to give bin/server a DATABASE_URL by hand)
+#   scripts/pg.sh show    start if needed; print the URL with its password masked, for people
 #   scripts/pg.sh stop    stop the cluster (data is kept)
 #   scripts/pg.sh status  say whether it runs, where, and on which port
 #   scripts/pg.sh destroy stop it and delete its data
@@ -51,13 +52,14 @@ ensure_binaries() {
 }
 
 # as_pg runs a command as the cluster owner: ourselves, or `postgres` when we are root.
+# It runs from /, because the postgres user may not be allowed into our working directory.
 as_pg() {
   if [ "$(id -u)" -ne 0 ]; then
     "$@"
   elif command -v runuser >/dev/null 2>&1; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
-    su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+    (cd / && su postgres -s /bin/sh -c "$(printf '%q ' "$@")")
   fi
 }
 
@@ -76,7 +78,7 @@ choose_dir() {
       local key
       key="$(printf '%s' "$repo" | sha256sum | cut -c1-12)"
       datadir="/tmp/untis-partner-pg-$key"
-      say "the postgres user cannot reach $repo; using $datadir"
+      fallback_note="the postgres user cannot reach $repo, so the cluster lives in $datadir"
     fi
   fi
   # State that must survive between calls lives beside the cluster, readable only by its owner
@@ -105,6 +107,7 @@ init_cluster() {
     chown -R postgres: "$datadir" "$pwfile"
   fi
   say "creating a private PostgreSQL cluster in $datadir (port $port)"
+  [ -z "${fallback_note:-}" ] || say "$fallback_note"
   as_pg "$bindir/initdb" -D "$datadir" -U postgres --auth=scram-sha-256 --pwfile="$pwfile" \
     --encoding=UTF8 --locale=C.UTF-8 >"$statedir/initdb.log" 2>&1 \
     || { rm -f "$pwfile"; cat "$statedir/initdb.log" >&2; die "initdb failed"; }
@@ -169,13 +172,17 @@ ensure_database() {
   fi
 }
 
-up() {
-  ensure_binaries
-  choose_dir
-  # One caller at a time: `make run` and `make test` may start together.
+# lock makes callers take turns, before anything else happens (apt-get, initdb, pg_ctl): `make run`
+# and `make test` may start together, and every test binary of a plain `go test ./...` calls us.
+lock() {
   mkdir -p "$repo/.local"
   exec 9>"$repo/.local/pg.lock"
   flock 9
+}
+
+up() {
+  ensure_binaries
+  choose_dir
   if [ ! -f "$datadir/PG_VERSION" ]; then
     init_cluster
   fi
@@ -185,8 +192,14 @@ up() {
 }
 
 cmd="${1:-up}"
+fallback_note=""
+lock
 case "$cmd" in
   up | url) up ;;
+  show)
+    up | sed -E 's#//([^:@/]*):[^@]*@#//\1:***@#'
+    say "scripts/pg.sh url prints it with the password, e.g. DATABASE_URL=\$(scripts/pg.sh url) bin/server migrate version"
+    ;;
   stop)
     ensure_binaries
     choose_dir
@@ -206,6 +219,7 @@ case "$cmd" in
       say "not running ($datadir)"
       exit 3
     fi
+    [ -z "${fallback_note:-}" ] || say "$fallback_note"
     ;;
   destroy)
     ensure_binaries
@@ -216,5 +230,5 @@ case "$cmd" in
     rm -rf "$datadir" "$statedir"
     say "deleted $datadir"
     ;;
-  *) die "usage: scripts/pg.sh up|url|stop|status|destroy" ;;
+  *) die "usage: scripts/pg.sh up|url|show|stop|status|destroy" ;;
 esac

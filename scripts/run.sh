@@ -18,11 +18,19 @@ sim_url="http://localhost:$sim_port"
 local_dir="$repo/.local"
 mkdir -p "$local_dir" "$repo/bin"
 
-say() { printf '\033[1mrun:\033[0m %s\n' "$*" >&2; }
+if [ -t 2 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
+say() { printf '%srun:%s %s\n' "$bold" "$plain" "$*" >&2; }
 die() { printf 'run: error: %s\n' "$*" >&2; exit 1; }
 
 command -v go >/dev/null || die "Go is not installed (https://go.dev/dl/); it is the only thing to install by hand"
-command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+if ! command -v curl >/dev/null; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing curl"
+    apt-get update -qq && apt-get install -y -qq curl >/dev/null
+  else
+    die "curl is needed: install it (e.g. sudo apt-get install curl)"
+  fi
+fi
 for port in "$server_port" "$sim_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is already in use (another make run?); stop it, or choose other ports: SERVER_PORT=9080 SIM_PORT=9081 make run"
@@ -45,9 +53,8 @@ fi
 # shellcheck disable=SC1090
 set -a; . "$env_file"; set +a
 
-say "building bin/server and bin/platformsim"
-go build -o bin/server ./cmd/server
-go build -o bin/platformsim ./cmd/platformsim
+say "building"
+"${MAKE:-make}" --no-print-directory -s build
 
 webhook_key="$local_dir/sim-webhook-key.pem"
 signing_key="$local_dir/sim-signing-key.pem"
@@ -63,7 +70,8 @@ cleanup() {
     wait "${pids[@]}" 2>/dev/null || true
   fi
 }
-trap 'cleanup; exit 0' INT TERM
+stopping=""
+trap 'stopping=1; cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
 # 3. The simulator, then the server.
@@ -72,7 +80,7 @@ bin/platformsim -addr "127.0.0.1:$sim_port" -base-url "$sim_url" -partner-url "$
 pids+=($!)
 
 PUBLIC_URL="$server_url" UNTIS_API_URL="$sim_url" LISTEN_ADDR="127.0.0.1:$server_port" \
-  LOG_FORMAT="${LOG_FORMAT:-text}" bin/server serve &
+  LOG_FORMAT="${LOG_FORMAT:-text}" SHUTDOWN_DELAY="${SHUTDOWN_DELAY:-0s}" bin/server serve &
 pids+=($!)
 
 wait_for() { # url what
@@ -107,5 +115,12 @@ cat >&2 <<READY
   Press Ctrl-C to stop.
 
 READY
-wait -n "${pids[@]}" || true
-die "a process exited; stopping"
+# Ctrl-C reaches the whole process group: the server and the simulator stop on their own (exit 0)
+# and wait returns before our trap runs; that is a normal stop, not a crash.
+if wait -n "${pids[@]}" && [ -z "$stopping" ]; then
+  sleep 0.2 # let the other process finish its own shutdown
+  say "stopped"
+  exit 0
+fi
+[ -n "$stopping" ] && exit 0
+die "a process exited unexpectedly (see its log above); stopping"
