@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/untis-partner/server/internal/logtest"
 )
 
 func noEnv(string) string { return "" }
@@ -73,24 +75,6 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while run writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestServe starts the binary's run on a free port, uses it like make run
 // does, and shuts it down through the context.
 func TestServe(t *testing.T) {
@@ -109,7 +93,7 @@ func TestServe(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr logtest.Buffer
 	env := map[string]string{"SIM_PARTNER_URL": partner.URL, "SIM_SIGNING_ALG": "ES256"}
 	done := make(chan error, 1)
 	go func() {

@@ -27,6 +27,7 @@ commands:
   migrate up            apply every pending migration
   migrate down N        roll back N migrations
   migrate version       print the schema version
+  migrate force V       record version V without running anything (after repairing a failed migration)
   rotate-keys           re-encrypt every stored secret under the active ENCRYPTION_KEYS key
   healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
   version               print the build version
@@ -47,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		return serve(ctx, getenv, stderr)
 	case "migrate":
-		return migrateCmd(args, getenv, stdout)
+		return migrateCmd(ctx, args, getenv, stdout)
 	case "rotate-keys":
 		return rotateKeys(ctx, getenv, stdout)
 	case "healthcheck":
@@ -89,8 +90,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", append([]any{"version", version}, attrsToAny(cfg.Describe())...)...)
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration: " + w)
+	}
 
-	if err := migrateUp(cfg.DatabaseURL); err != nil {
+	if err := migrateUp(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Keyring, store.Options{MaxConns: cfg.DatabaseMaxConns})
@@ -101,22 +105,35 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 
 	reg := metrics.NewRegistry()
 	srv := httpserver.New(httpserver.Deps{
-		Store:          st,
-		Logger:         log,
-		Metrics:        reg,
-		TrustedProxies: cfg.TrustedProxies,
-		EmbedMode:      cfg.EmbedMode,
-		Version:        version,
+		Store:           st,
+		Logger:          log,
+		Metrics:         reg,
+		TrustedProxies:  cfg.TrustedProxies,
+		EmbedMode:       cfg.EmbedMode,
+		PlatformOrigins: cfg.PlatformOrigins,
+		HTTPS:           cfg.PublicURL.Scheme == "https",
+		Version:         version,
 	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (%s): %w", cfg.ListenAddr, config.EnvListenAddr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String())
-	err = httpserver.Serve(ctx, httpserver.NewHTTPServer(srv.Handler(), log), ln, cfg.ShutdownTimeout, func() {
-		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
-		srv.BeginShutdown()
+	err = httpserver.Serve(ctx, httpserver.NewHTTPServer(srv.Handler(), log), ln, httpserver.ShutdownPlan{
+		Delay:   cfg.ShutdownDelay,
+		Timeout: cfg.ShutdownTimeout,
+		Begin: func() {
+			log.Info("shutting down: /readyz answers 503; draining after the delay",
+				"delay", cfg.ShutdownDelay, "timeout", cfg.ShutdownTimeout)
+			srv.BeginShutdown()
+		},
 	})
+	if errors.Is(err, httpserver.ErrDrainTimeout) {
+		// The process was asked to stop and it stops: connections still open after the
+		// timeout were closed. Say so, but it is not a failure of the program.
+		log.Warn("stopped before every request finished", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -124,8 +141,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	return nil
 }
 
-func migrateUp(databaseURL string) error {
-	m, err := store.NewMigrator(databaseURL)
+func migrateUp(ctx context.Context, databaseURL string) error {
+	m, err := store.NewMigrator(ctx, databaseURL)
 	if err != nil {
 		return err
 	}
@@ -133,15 +150,15 @@ func migrateUp(databaseURL string) error {
 	return m.Up()
 }
 
-func migrateCmd(args []string, getenv func(string) string, stdout io.Writer) error {
+func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(getenv, config.EnvDatabaseURL)
 	if err != nil {
 		return err
 	}
 	if len(args) == 0 {
-		return errors.New("usage: server migrate up|down N|version")
+		return errors.New("usage: server migrate up|down N|version|force V")
 	}
-	m, err := store.NewMigrator(cfg.DatabaseURL)
+	m, err := store.NewMigrator(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
@@ -159,9 +176,17 @@ func migrateCmd(args []string, getenv func(string) string, stdout io.Writer) err
 		if err := m.Down(n); err != nil {
 			return err
 		}
+	case args[0] == "force" && len(args) == 2:
+		v, err := strconv.Atoi(args[1])
+		if err != nil || v < 0 {
+			return fmt.Errorf("migrate force: V must be a migration number (0 for none), got %q", args[1])
+		}
+		if err := m.Force(v); err != nil {
+			return err
+		}
 	case args[0] == "version" && len(args) == 1:
 	default:
-		return errors.New("usage: server migrate up|down N|version")
+		return errors.New("usage: server migrate up|down N|version|force V")
 	}
 	v, dirty, ok, err := m.Version()
 	if err != nil {
@@ -171,7 +196,7 @@ func migrateCmd(args []string, getenv func(string) string, stdout io.Writer) err
 	case !ok:
 		fmt.Fprintln(stdout, "schema version: none (empty database)")
 	case dirty:
-		fmt.Fprintf(stdout, "schema version: %d (dirty: a migration failed half-way; fix it, then force the version)\n", v)
+		fmt.Fprintf(stdout, "schema version: %d (dirty: a migration failed half-way; repair the schema, then run `migrate force N` with the last complete version)\n", v)
 	default:
 		fmt.Fprintf(stdout, "schema version: %d\n", v)
 	}

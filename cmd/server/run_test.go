@@ -7,17 +7,22 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/untis-partner/server/internal/logtest"
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/store"
@@ -78,31 +83,86 @@ func getenvFrom(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// syncBuffer is written by the server's goroutines while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// server is a serve command running in-process on a port of its own choosing.
+type server struct {
+	addr string // learned from the "listening" log line
+	base string // http://addr
+	logs *logtest.Buffer
+
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
+	stopErr  error
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+// startServe runs serve with env and LISTEN_ADDR=127.0.0.1:0, and waits for its "listening" log
+// line to learn the address: no free port is picked and released first, so no other process can
+// take it in between. The server is stopped when the test ends, if the test has not stopped it.
+func startServe(t *testing.T, env map[string]string) *server {
+	t.Helper()
+	env = maps.Clone(env)
+	env["LISTEN_ADDR"] = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{logs: &logtest.Buffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		s.done <- run(ctx, []string{"serve"}, getenvFrom(env), strings.NewReader(""), io.Discard, s.logs)
+	}()
+	t.Cleanup(func() {
+		if err := s.stop(t); err != nil {
+			t.Errorf("serve returned %v when stopped", err)
+		}
+	})
+	waitFor(t, "the listening log line", func() bool {
+		select {
+		case err := <-s.done:
+			s.done <- err // for stop
+			t.Fatalf("serve stopped before listening: %v\n%s", err, s.logs)
+		default:
+		}
+		for _, r := range s.logs.Find(t, "listening") {
+			if a, _ := r["addr"].(string); a != "" {
+				s.addr = a
+				return true
+			}
+		}
+		return false
+	})
+	s.base = "http://" + s.addr
+	return s
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// stop cancels serve's context (SIGTERM, in the real process) and returns what run returned.
+func (s *server) stop(t *testing.T) error {
+	t.Helper()
+	s.stopOnce.Do(func() {
+		s.cancel()
+		select {
+		case s.stopErr = <-s.done:
+		case <-time.After(90 * time.Second):
+			s.stopErr = errors.New("serve did not return within 90s of the cancel")
+		}
+	})
+	return s.stopErr
 }
 
-func freeAddr(t *testing.T) string {
+// refusingDatabase is an address where something accepts connections and closes them at once:
+// a database that is down, without relying on a port staying free.
+func refusingDatabase(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	return ln.Addr().String()
 }
 
@@ -132,35 +192,21 @@ func TestServeStartsAndStops(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewEmptyDatabase(t) // serve's migrate-up runs for real
 	encKeys := newKeySpec(t)
-	addr := freeAddr(t)
+	const delay = 2 * time.Second
 	env := map[string]string{
 		"DATABASE_URL":       dbURL,
-		"LISTEN_ADDR":        addr,
 		"UNTIS_WEBHOOK_KEYS": webhookPublicKey(t),
 		"ENCRYPTION_KEYS":    encKeys,
 		"SHUTDOWN_TIMEOUT":   "10s",
+		"SHUTDOWN_DELAY":     delay.String(),
 		"PUBLIC_URL":         "https://partner.example.com",
 	}
-	var stdout, stderr syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, getenvFrom(env), strings.NewReader(""), &stdout, &stderr) }()
+	srv := startServe(t, env)
+	base := srv.base
 
-	base := "http://" + addr
-	waitFor(t, "/healthz to answer", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("serve stopped early: %v\n%s", err, stderr.String())
-		default:
-		}
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d %s", code, body)
+	}
 	if code, body := httpGet(t, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d %s", code, body)
 	}
@@ -168,71 +214,186 @@ func TestServeStartsAndStops(t *testing.T) {
 		!strings.Contains(body, "http_requests_total") || !strings.Contains(body, "db_pool_max_connections") || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics = %d:\n%s", code, body)
 	}
-	if code, _ := httpGet(t, base+"/"); code != http.StatusOK {
-		t.Errorf("/ = %d", code)
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/ = %d", resp.StatusCode)
+	}
+	// PUBLIC_URL is https: pages carry HSTS.
+	if !strings.HasPrefix(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+		t.Errorf("no HSTS with an https PUBLIC_URL: %q", resp.Header.Get("Strict-Transport-Security"))
 	}
 
-	// The container health probe reaches the running server.
-	if err := run(ctx, []string{"healthcheck"}, getenvFrom(env), nil, io.Discard, io.Discard); err != nil {
+	// The container health probe reaches the running server (it reads the port from LISTEN_ADDR).
+	probeEnv := maps.Clone(env)
+	probeEnv["LISTEN_ADDR"] = srv.addr
+	if err := run(context.Background(), []string{"healthcheck"}, getenvFrom(probeEnv), nil, io.Discard, io.Discard); err != nil {
 		t.Errorf("healthcheck against the running server: %v", err)
 	}
 
 	// The schema was migrated by serve.
 	var migrateOut bytes.Buffer
-	if err := run(ctx, []string{"migrate", "version"}, getenvFrom(env), nil, &migrateOut, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(env), nil, &migrateOut, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(migrateOut.String(), "schema version: 1") {
 		t.Errorf("after serve, migrate version says %q", migrateOut.String())
 	}
 
-	cancel()
+	// Stop: during SHUTDOWN_DELAY /readyz answers 503 while pages are still served; then the
+	// listener closes and run returns nil.
+	stopped := make(chan error, 1)
+	cancelled := time.Now()
+	go func() { stopped <- srv.stop(t) }()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	sawNotReady := false
+	waitFor(t, "/readyz to answer 503 after the cancel", func() bool {
+		resp, err := client.Get(base + "/readyz")
+		if err != nil {
+			// Refused connections are only acceptable once the delay is over (a slow machine).
+			if time.Since(cancelled) < delay {
+				t.Fatalf("/readyz failed %v after the cancel, within SHUTDOWN_DELAY: %v", time.Since(cancelled), err)
+			}
+			return true
+		}
+		resp.Body.Close()
+		sawNotReady = resp.StatusCode == http.StatusServiceUnavailable
+		return sawNotReady
+	})
+	if sawNotReady {
+		if code, err := func() (int, error) {
+			resp, err := client.Get(base + "/")
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}(); err != nil || code != http.StatusOK {
+			if time.Since(cancelled) < delay {
+				t.Errorf("GET / during SHUTDOWN_DELAY = %d, %v; want 200", code, err)
+			}
+		}
+	} else {
+		t.Log("the machine was too slow to see /readyz during SHUTDOWN_DELAY; the httpserver tests cover it")
+	}
 	select {
-	case err := <-done:
+	case err := <-stopped:
 		if err != nil {
 			t.Errorf("run returned %v, want nil after cancel", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return within the shutdown timeout")
+		if waited := time.Since(cancelled); waited < delay {
+			t.Errorf("run returned %v after the cancel, before SHUTDOWN_DELAY (%v) was over", waited, delay)
+		}
+	case <-time.After(120 * time.Second):
+		t.Fatal("run did not return")
 	}
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", srv.addr, time.Second); err == nil {
 		c.Close()
 		t.Error("the port still accepts connections after run returned")
 	}
-	if err := run(context.Background(), []string{"healthcheck"}, getenvFrom(env), nil, io.Discard, io.Discard); err == nil {
+	if err := run(context.Background(), []string{"healthcheck"}, getenvFrom(probeEnv), nil, io.Discard, io.Discard); err == nil {
 		t.Error("healthcheck succeeded after the server stopped")
 	}
 
 	// The log: JSON lines, a start line describing the configuration without its secrets.
-	logs := stderr.String()
-	var starting map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(logs), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
+	logs := srv.logs
+	starting := logs.Find(t, "starting")
+	if len(starting) != 1 {
+		t.Fatalf("%d start-up log lines:\n%s", len(starting), logs)
+	}
+	if starting[0]["LISTEN_ADDR"] != "127.0.0.1:0" || starting[0]["PUBLIC_URL"] != "https://partner.example.com" {
+		t.Errorf("start-up line does not show the configuration: %v", starting[0])
+	}
+	logs.AssertNoSecrets(t, password(t, dbURL), keyMaterial(encKeys), dbURL)
+	for _, msg := range []string{"listening", "stopped"} {
+		if len(logs.Find(t, msg)) != 1 {
+			t.Errorf("log lacks %q", msg)
 		}
-		if m["msg"] == "starting" {
-			starting = m
+	}
+	var shutdown map[string]any
+	for _, r := range logs.Records(t) {
+		if m, _ := r["msg"].(string); strings.HasPrefix(m, "shutting down") {
+			shutdown = r
 		}
 	}
-	if starting == nil {
-		t.Fatalf("no start-up log line:\n%s", logs)
+	if shutdown == nil || shutdown["delay"] != float64(delay) {
+		t.Errorf("shutdown log line = %v, want one with delay %v", shutdown, delay)
 	}
-	if starting["LISTEN_ADDR"] != addr || starting["PUBLIC_URL"] != "https://partner.example.com" {
-		t.Errorf("start-up line does not show the configuration: %v", starting)
-	}
-	if pw := password(t, dbURL); pw == "" {
-		t.Log("the test database URL has no password; only the key is checked")
-	} else if strings.Contains(logs, pw) {
-		t.Errorf("log contains the DATABASE_URL password:\n%s", logs)
-	}
-	if strings.Contains(logs, keyMaterial(encKeys)) || strings.Contains(logs, dbURL) {
-		t.Errorf("log contains the ENCRYPTION_KEYS value or the DATABASE_URL:\n%s", logs)
-	}
-	for _, msg := range []string{`"msg":"listening"`, `"msg":"shutting down: draining in-flight requests"`, `"msg":"stopped"`} {
-		if !strings.Contains(logs, msg) {
-			t.Errorf("log lacks %s", msg)
+	// An https PUBLIC_URL gives no configuration warning.
+	for _, r := range logs.Records(t) {
+		if r["level"] == "WARN" {
+			t.Errorf("unexpected warning: %v", r)
 		}
+	}
+}
+
+// When requests are still running at SHUTDOWN_TIMEOUT, the server closes them and still exits
+// 0: it was asked to stop, and it stopped (contract: drain and exit 0).
+func TestServeDrainTimeoutStillExitsCleanly(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"DATABASE_URL":       pgtest.NewDatabase(t),
+		"UNTIS_WEBHOOK_KEYS": webhookPublicKey(t),
+		"ENCRYPTION_KEYS":    newKeySpec(t),
+		"SHUTDOWN_DELAY":     "0s",
+		"SHUTDOWN_TIMEOUT":   "1s",
+		"LOG_LEVEL":          "debug", // the probe's request line shows the request was handled
+		"PUBLIC_URL":         "http://partner.example.com",
+	}
+	srv := startServe(t, env)
+
+	// A request that stays in flight: it announces a body it never sends. The handler answers,
+	// then net/http waits (up to ReadTimeout, 15s) for that body before it writes the response,
+	// so the connection is active, not idle, when the drain starts.
+	conn, err := net.Dial("tcp", srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stuck request to reach the handler", func() bool {
+		for _, r := range srv.logs.Find(t, "request") {
+			if r["route"] == "/healthz" {
+				return true
+			}
+		}
+		return false
+	})
+
+	if err := srv.stop(t); err != nil {
+		t.Fatalf("run after a drain timeout = %v, want nil", err)
+	}
+	var warned bool
+	for _, r := range srv.logs.Find(t, "stopped before every request finished") {
+		warned = r["level"] == "WARN"
+	}
+	if !warned {
+		t.Errorf("no warning about the unfinished request:\n%s", srv.logs)
+	}
+	// The stuck connection was closed, without a response.
+	if err := conn.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reading the stuck connection: %v (got %q)", err, b)
+	} else if len(b) != 0 {
+		t.Errorf("the stuck connection got a response: %q", b)
+	}
+	// A plain-http public URL that is not loopback is warned about at start.
+	var configWarning bool
+	for _, r := range srv.logs.Records(t) {
+		if m, _ := r["msg"].(string); r["level"] == "WARN" && strings.HasPrefix(m, "configuration:") && strings.Contains(m, "PUBLIC_URL") {
+			configWarning = true
+		}
+	}
+	if !configWarning {
+		t.Errorf("no configuration warning for PUBLIC_URL=http://partner.example.com:\n%s", srv.logs)
 	}
 }
 
@@ -300,24 +461,39 @@ func TestServeConfigErrors(t *testing.T) {
 	}
 }
 
-// A database that does not answer stops serve with an error that keeps the password out.
+// A database that does not answer stops serve with an error that keeps the password out, in
+// both forms of DATABASE_URL.
 func TestServeUnreachableDatabase(t *testing.T) {
 	t.Parallel()
 	const dbPassword = "NeverPrintThisPassw0rd"
-	closed := freeAddr(t) // nothing listens there any more
-	env := map[string]string{
-		"DATABASE_URL":       "postgres://app:" + dbPassword + "@" + closed + "/partner?connect_timeout=5",
-		"UNTIS_WEBHOOK_KEYS": webhookPublicKey(t),
-		"ENCRYPTION_KEYS":    newKeySpec(t),
-		"LISTEN_ADDR":        "127.0.0.1:0",
+	addr := refusingDatabase(t)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var stderr syncBuffer
-	err := run(context.Background(), nil, getenvFrom(env), nil, io.Discard, &stderr)
-	if err == nil {
-		t.Fatal("serve started without a database")
+	tests := []struct{ name, databaseURL string }{
+		{"URL", "postgres://app:" + dbPassword + "@" + addr + "/partner?connect_timeout=5"},
+		{"keywords", "host=" + host + " port=" + port + " user=app password=" + dbPassword + " dbname=partner connect_timeout=5"},
 	}
-	if strings.Contains(err.Error(), dbPassword) || strings.Contains(stderr.String(), dbPassword) {
-		t.Errorf("the password leaked: %v\n%s", err, stderr.String())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{
+				"DATABASE_URL":       tt.databaseURL,
+				"UNTIS_WEBHOOK_KEYS": webhookPublicKey(t),
+				"ENCRYPTION_KEYS":    newKeySpec(t),
+				"LISTEN_ADDR":        "127.0.0.1:0",
+			}
+			stderr := &logtest.Buffer{}
+			err := run(context.Background(), nil, getenvFrom(env), nil, io.Discard, stderr)
+			if err == nil {
+				t.Fatal("serve started without a database")
+			}
+			if strings.Contains(err.Error(), dbPassword) {
+				t.Errorf("the error names the password: %s", logtest.Redact(err.Error(), dbPassword))
+			}
+			stderr.AssertNoSecrets(t, dbPassword)
+		})
 	}
 }
 
@@ -341,48 +517,115 @@ func TestServeListenAddrInUse(t *testing.T) {
 	}
 }
 
+// tenantsTable says whether the schema's tables are there.
+func tenantsTable(t *testing.T, databaseURL string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('public.tenants') IS NOT NULL`).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
 func TestMigrateCommands(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"DATABASE_URL": pgtest.NewEmptyDatabase(t)}
+	dbURL := pgtest.NewEmptyDatabase(t)
+	env := map[string]string{"DATABASE_URL": dbURL}
+	const (
+		present = 1
+		absent  = -1
+	)
 	steps := []struct {
+		sql     string // run first, to set the scene
 		args    []string
 		wantOut string // "" = expect an error
 		wantErr string
+		tables  int // present, absent or 0 (not checked)
 	}{
-		{[]string{"migrate", "version"}, "schema version: none", ""},
-		{[]string{"migrate", "up"}, "schema version: 1\n", ""},
-		{[]string{"migrate", "version"}, "schema version: 1\n", ""},
-		{[]string{"migrate", "up"}, "schema version: 1\n", ""}, // no change is no error
-		{[]string{"migrate", "down", "1"}, "schema version: none", ""},
-		{[]string{"migrate", "down", "x"}, "", "positive number"},
-		{[]string{"migrate", "down", "0"}, "", "positive number"},
-		{[]string{"migrate", "down", "-1"}, "", "positive number"},
-		{[]string{"migrate", "down"}, "", "usage"},
-		{[]string{"migrate", "bogus"}, "", "usage"},
-		{[]string{"migrate", "up", "extra"}, "", "usage"},
-		{[]string{"migrate"}, "", "usage"},
-		{[]string{"migrate", "up"}, "schema version: 1\n", ""},
-		{[]string{"migrate", "version"}, "schema version: 1\n", ""},
+		{args: []string{"migrate", "version"}, wantOut: "schema version: none", tables: absent},
+		{args: []string{"migrate", "down", "1"}, wantErr: "only 0 migration(s) are applied", tables: absent},
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 1\n", tables: present},
+		{args: []string{"migrate", "version"}, wantOut: "schema version: 1\n"},
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 1\n"}, // no change is no error
+		// More steps than applied: refused before anything is rolled back.
+		{args: []string{"migrate", "down", "5"}, wantErr: "only 1 migration(s) are applied", tables: present},
+		{args: []string{"migrate", "version"}, wantOut: "schema version: 1\n", tables: present},
+		{args: []string{"migrate", "down", "1"}, wantOut: "schema version: none", tables: absent},
+		{args: []string{"migrate", "down", "x"}, wantErr: "positive number"},
+		{args: []string{"migrate", "down", "0"}, wantErr: "positive number"},
+		{args: []string{"migrate", "down", "-1"}, wantErr: "positive number"},
+		{args: []string{"migrate", "down"}, wantErr: "usage"},
+		{args: []string{"migrate", "bogus"}, wantErr: "usage"},
+		{args: []string{"migrate", "up", "extra"}, wantErr: "usage"},
+		{args: []string{"migrate"}, wantErr: "usage"},
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 1\n", tables: present},
+		// A migration that failed half-way: the version says so, up refuses and names the way out.
+		{sql: `UPDATE schema_migrations SET dirty = true`, args: []string{"migrate", "version"}, wantOut: "migrate force"},
+		{args: []string{"migrate", "up"}, wantErr: "migrate force 1"},
+		{args: []string{"migrate", "force", "x"}, wantErr: "must be a migration number"},
+		{args: []string{"migrate", "force", "-1"}, wantErr: "must be a migration number"},
+		{args: []string{"migrate", "force", "99"}, wantErr: "there is no migration 99"},
+		{args: []string{"migrate", "force"}, wantErr: "usage"},
+		{args: []string{"migrate", "force", "1", "2"}, wantErr: "usage"},
+		{args: []string{"migrate", "force", "1"}, wantOut: "schema version: 1\n", tables: present},
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 1\n", tables: present},
+		{args: []string{"migrate", "version"}, wantOut: "schema version: 1\n"},
 	}
 	for _, s := range steps {
+		if s.sql != "" {
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = conn.Exec(ctx, s.sql)
+			conn.Close(ctx)
+			if err != nil {
+				t.Fatalf("%s: %v", s.sql, err)
+			}
+		}
 		var stdout bytes.Buffer
 		err := run(context.Background(), s.args, getenvFrom(env), nil, &stdout, io.Discard)
 		if s.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), s.wantErr) {
 				t.Errorf("%v: error %v, want one containing %q", s.args, err, s.wantErr)
 			}
-			continue
-		}
-		if err != nil {
+		} else if err != nil {
 			t.Fatalf("%v: %v", s.args, err)
-		}
-		if !strings.Contains(stdout.String(), s.wantOut) {
+		} else if !strings.Contains(stdout.String(), s.wantOut) {
 			t.Errorf("%v printed %q, want %q", s.args, stdout.String(), s.wantOut)
+		}
+		if s.tables != 0 {
+			if got := tenantsTable(t, dbURL); got != (s.tables == present) {
+				t.Errorf("after %v: tables present = %v, want %v", s.args, got, s.tables == present)
+			}
 		}
 	}
 
+	// DATABASE_URL in keyword form works as well.
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	keyword := fmt.Sprintf("host=%s port=%s user=%s password='%s' dbname=%s sslmode=disable",
+		u.Hostname(), u.Port(), u.User.Username(), strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw), strings.TrimPrefix(u.Path, "/"))
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(map[string]string{"DATABASE_URL": keyword}), nil, &stdout, io.Discard); err != nil {
+		t.Errorf("migrate version with a keyword DATABASE_URL: %v", err)
+	} else if !strings.Contains(stdout.String(), "schema version: 1") {
+		t.Errorf("migrate version with a keyword DATABASE_URL printed %q", stdout.String())
+	}
+
 	// migrate needs only the database, and says so when it is missing.
-	err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(map[string]string{}), nil, io.Discard, io.Discard)
+	err = run(context.Background(), []string{"migrate", "version"}, getenvFrom(map[string]string{}), nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
 		t.Errorf("migrate without DATABASE_URL = %v", err)
 	}
@@ -512,6 +755,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"version"}, "", version},
 		{[]string{"help"}, "", "usage: server"},
 		{[]string{"-h"}, "", "migrate down N"},
+		{[]string{"help"}, "", "migrate force V"},
 	}
 	for _, tt := range tests {
 		var stdout bytes.Buffer

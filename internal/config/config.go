@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,9 +20,12 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/untis-partner/server/internal/secret"
 )
@@ -39,7 +43,9 @@ const (
 	EnvTrustedProxies     = "TRUSTED_PROXIES"
 	EnvLogLevel           = "LOG_LEVEL"
 	EnvLogFormat          = "LOG_FORMAT"
+	EnvPlatformOrigins    = "PLATFORM_ORIGINS"
 	EnvShutdownTimeout    = "SHUTDOWN_TIMEOUT"
+	EnvShutdownDelay      = "SHUTDOWN_DELAY"
 	EnvDatabaseMaxConns   = "DATABASE_MAX_CONNS"
 	EnvSessionIdleTimeout = "SESSION_IDLE_TIMEOUT"
 	EnvSessionMaxAge      = "SESSION_MAX_AGE"
@@ -60,6 +66,15 @@ type Config struct {
 	LogFormat       string // "json" or "text"
 
 	// Operational knobs beyond contract.md, all with safe defaults.
+
+	// PlatformOrigins are the browser origins of the Untis Platform (WebUntis pages): the only
+	// origins allowed to frame the app in embed mode (and, later, to call the logout path
+	// cross-origin). Entries are "scheme://host[:port]", where the host may start with "*."
+	// for any subdomain. The UNTIS_API_URL origin is always included.
+	PlatformOrigins []string
+	// ShutdownDelay is how long /readyz answers 503 while the server still serves, before it
+	// stops accepting connections: the time a load balancer needs to notice.
+	ShutdownDelay      time.Duration
 	ShutdownTimeout    time.Duration
 	DatabaseMaxConns   int32
 	SessionIdleTimeout time.Duration
@@ -92,9 +107,13 @@ var options = []option{
 		if v == "" {
 			return nil
 		}
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			return errors.New("must be a postgres:// or postgresql:// URL")
+		// Both forms libpq knows: a postgres:// URL or "host=... dbname=..." keywords. The
+		// parser's own error may quote the value, password included, so it is not passed on.
+		if !plausibleConnString(v) {
+			return errors.New("is not a PostgreSQL connection string (postgres://user:password@host:5432/db or host=... dbname=...)")
+		}
+		if _, err := pgconn.ParseConfig(v); err != nil {
+			return errors.New("is not a valid PostgreSQL connection string (postgres://user:password@host:5432/db or host=... dbname=...)")
 		}
 		c.DatabaseURL = v
 		return nil
@@ -147,8 +166,12 @@ var options = []option{
 		if v == "" {
 			return nil
 		}
-		if _, err := os.Stat(v); err != nil {
-			return fmt.Errorf("cannot read the file: %w", err)
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return fmt.Errorf("cannot read the file: %w", errors.Unwrap(err))
+		}
+		if err := checkSetupFields(b); err != nil {
+			return fmt.Errorf("%s: %w", v, err)
 		}
 		c.SetupFieldsFile = v
 		return nil
@@ -180,7 +203,13 @@ var options = []option{
 		return nil
 	}},
 	{name: EnvLogLevel, def: "info", apply: func(c *Config, v string) error {
-		return c.LogLevel.UnmarshalText([]byte(v))
+		levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+		l, ok := levels[strings.ToLower(v)]
+		if !ok {
+			return errors.New("must be debug, info, warn or error")
+		}
+		c.LogLevel = l
+		return nil
 	}},
 	{name: EnvLogFormat, def: "json", apply: func(c *Config, v string) error {
 		if v != "json" && v != "text" {
@@ -189,7 +218,25 @@ var options = []option{
 		c.LogFormat = v
 		return nil
 	}},
+	{name: EnvPlatformOrigins, def: "https://*.webuntis.com", apply: func(c *Config, v string) error {
+		for _, o := range splitList(v) {
+			norm, err := parseOriginPattern(o)
+			if err != nil {
+				return err
+			}
+			c.PlatformOrigins = append(c.PlatformOrigins, norm)
+		}
+		return nil
+	}},
 	{name: EnvShutdownTimeout, def: "20s", apply: durationOption(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{name: EnvShutdownDelay, def: "5s", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("must be a duration such as 0s or 5s")
+		}
+		c.ShutdownDelay = d
+		return nil
+	}},
 	{name: EnvSessionIdleTimeout, def: "2h", apply: durationOption(func(c *Config) *time.Duration { return &c.SessionIdleTimeout })},
 	{name: EnvSessionMaxAge, def: "12h", apply: durationOption(func(c *Config) *time.Duration { return &c.SessionMaxAge })},
 	{name: EnvDatabaseMaxConns, def: "20", apply: func(c *Config, v string) error {
@@ -219,6 +266,11 @@ func Load(getenv func(string) string) (*Config, error) {
 			return nil, &Error{Var: o.name, Msg: err.Error()}
 		}
 	}
+	// The platform's API origin is a platform origin too (with the simulator it is the only one).
+	api := c.UntisAPIURL.Scheme + "://" + c.UntisAPIURL.Host
+	if !slices.Contains(c.PlatformOrigins, api) {
+		c.PlatformOrigins = append(c.PlatformOrigins, api)
+	}
 	if c.SessionMaxAge < c.SessionIdleTimeout {
 		return nil, &Error{Var: EnvSessionMaxAge, Msg: "must not be shorter than " + EnvSessionIdleTimeout}
 	}
@@ -245,6 +297,27 @@ func (c *Config) Require(names ...string) error {
 	}
 	return nil
 }
+
+// String and LogValue show the configuration as Describe does, secrets masked, so printing or
+// logging a Config by accident cannot leak the database password or the encryption keys.
+func (c *Config) String() string {
+	var b strings.Builder
+	b.WriteString("config{")
+	for i, a := range c.Describe() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(a.Key + "=" + a.Value.String())
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// LogValue implements slog.LogValuer.
+func (c *Config) LogValue() slog.Value { return slog.GroupValue(c.Describe()...) }
+
+// GoString covers %#v.
+func (c *Config) GoString() string { return c.String() }
 
 // RedirectURL is the OIDC redirect_uri: PUBLIC_URL + /launch.
 func (c *Config) RedirectURL() string { return c.PublicURL.String() + "/launch" }
@@ -317,6 +390,116 @@ func ParseWebhookKeys(v string) ([]*rsa.PublicKey, error) {
 	return keys, nil
 }
 
+// plausibleConnString screens what pgconn would accept too generously: it takes unknown keywords
+// as server settings, so "garbage:x=y" would pass. A URL must be postgres:// or postgresql://;
+// keyword form must use plain lower-case keywords, as libpq's do.
+func plausibleConnString(v string) bool {
+	if strings.Contains(v, "://") {
+		return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")
+	}
+	for _, field := range strings.Fields(v) {
+		key, _, ok := strings.Cut(field, "=")
+		if !ok {
+			continue // a value with spaces inside quotes; pgconn checks the quoting
+		}
+		if key == "" || strings.Trim(key, "abcdefghijklmnopqrstuvwxyz_") != "" {
+			return false
+		}
+	}
+	return strings.Contains(v, "=")
+}
+
+// Warnings are settings that work but are probably not what production wants.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.PublicURL.Scheme != "https" && !isLoopbackHost(c.PublicURL.Hostname()) {
+		w = append(w, EnvPublicURL+" is not https: browsers drop the server's Secure (__Host-) cookies on plain http, so sign-in will fail for users")
+	}
+	return w
+}
+
+func isLoopbackHost(h string) bool {
+	h = strings.ToLower(h)
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
+// parseOriginPattern checks one PLATFORM_ORIGINS entry and returns it normalised.
+func parseOriginPattern(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "", fmt.Errorf("%q is not an origin such as https://*.webuntis.com or https://school.webuntis.com", o)
+	}
+	host := u.Host
+	if strings.Contains(strings.TrimPrefix(host, "*."), "*") {
+		return "", fmt.Errorf("%q: a wildcard may only stand for the leftmost label (*.example.com)", o)
+	}
+	if rest, ok := strings.CutPrefix(u.Hostname(), "*."); ok && !strings.Contains(rest, ".") {
+		return "", fmt.Errorf("%q: a wildcard must stand under a registered domain (*.example.com), not a whole top-level domain", o)
+	}
+	// The entry goes verbatim into the Content-Security-Policy header, and url.Parse lets
+	// characters such as ; and ' through in a host: accept only DNS names, IP literals and a port.
+	if !validOriginHost(u) {
+		return "", fmt.Errorf("%q is not an origin such as https://*.webuntis.com or https://school.webuntis.com", o)
+	}
+	return u.Scheme + "://" + strings.ToLower(host), nil
+}
+
+// validOriginHost accepts host[:port] where host is a DNS name (optionally "*." first; "_" is
+// allowed, as in container host names) or an IP literal, and the port, if any, is 1-65535.
+func validOriginHost(u *url.URL) bool {
+	if strings.HasSuffix(u.Host, ":") {
+		return false
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	name := u.Hostname()
+	if a, err := netip.ParseAddr(name); err == nil {
+		return a.Zone() == ""
+	}
+	for _, label := range strings.Split(strings.TrimPrefix(name, "*."), ".") {
+		if label == "" || strings.Trim(strings.ToLower(label), "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSetupFields validates the structure of SETUP_FIELDS_FILE at start, so a broken file stops
+// the server instead of the setup page. The meaning of each field is the onboarding feature's.
+func checkSetupFields(b []byte) error {
+	var fields []struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
+		return errors.New("not a JSON list of fields, such as [{\"name\": \"district\", \"label\": \"District\", \"type\": \"text\"}]")
+	}
+	seen := map[string]bool{}
+	for i, f := range fields {
+		if f.Name == "" {
+			return fmt.Errorf("field %d has no name", i+1)
+		}
+		if seen[f.Name] {
+			return fmt.Errorf("field name %q appears twice", f.Name)
+		}
+		seen[f.Name] = true
+		switch f.Type {
+		case "", "text", "email", "url", "select", "checkbox":
+		default:
+			return fmt.Errorf("field %q: type %q is not one of text, email, url, select, checkbox", f.Name, f.Type)
+		}
+	}
+	return nil
+}
+
 // keyFingerprint is the first 8 bytes of the SHA-256 of the key's SubjectPublicKeyInfo, in hex.
 func keyFingerprint(k *rsa.PublicKey) string {
 	der, err := x509.MarshalPKIXPublicKey(k)
@@ -334,6 +517,10 @@ func parseBaseURL(v string) (*url.URL, error) {
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, errors.New("must not contain a query, fragment or user info")
+	}
+	// Its origin goes into headers (CSP frame-ancestors, later CORS): only a DNS name or an IP.
+	if strings.Contains(u.Host, "*") || !validOriginHost(u) {
+		return nil, errors.New("has a host that is not a DNS name or an IP address")
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""

@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -175,11 +177,17 @@ func TestDefaults(t *testing.T) {
 		{"WebhookKeys", len(c.WebhookKeys), 0},
 		{"Keyring", c.Keyring == nil, true},
 		{"SetupFieldsFile", c.SetupFieldsFile, ""},
+		{"ShutdownDelay", c.ShutdownDelay, 5 * time.Second},
+		// The default pattern, then the UNTIS_API_URL origin.
+		{"PlatformOrigins", strings.Join(c.PlatformOrigins, " "), "https://*.webuntis.com https://api.webuntis.com"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
 			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
 		}
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("the defaults warn: %q", w)
 	}
 }
 
@@ -203,6 +211,8 @@ func TestNonDefaults(t *testing.T) {
 		config.EnvLogLevel, "debug",
 		config.EnvLogFormat, "text",
 		config.EnvShutdownTimeout, "3s",
+		config.EnvShutdownDelay, "250ms",
+		config.EnvPlatformOrigins, "https://school.example.com, https://*.untis.example:8443",
 		config.EnvDatabaseMaxConns, "7",
 		config.EnvSessionIdleTimeout, "10m",
 		config.EnvSessionMaxAge, "10m",
@@ -228,6 +238,8 @@ func TestNonDefaults(t *testing.T) {
 		{"LogLevel", c.LogLevel, slog.LevelDebug},
 		{"LogFormat", c.LogFormat, "text"},
 		{"ShutdownTimeout", c.ShutdownTimeout, 3 * time.Second},
+		{"ShutdownDelay", c.ShutdownDelay, 250 * time.Millisecond},
+		{"PlatformOrigins", strings.Join(c.PlatformOrigins, " "), "https://school.example.com https://*.untis.example:8443 http://127.0.0.1:7777"},
 		{"DatabaseMaxConns", c.DatabaseMaxConns, int32(7)},
 		{"SessionIdleTimeout", c.SessionIdleTimeout, 10 * time.Minute},
 		{"SessionMaxAge", c.SessionMaxAge, 10 * time.Minute},
@@ -313,8 +325,20 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		wantVar string
 	}{
 		{"DATABASE_URL mysql", with(base, config.EnvDatabaseURL, "mysql://app:"+dbPassword+"@db/partner"), config.EnvDatabaseURL},
-		{"DATABASE_URL keyword form", with(base, config.EnvDatabaseURL, "host=db user=app password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form with a bad keyword", with(base, config.EnvDatabaseURL, "host=db Us-er=app password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form with a bad port", with(base, config.EnvDatabaseURL, "host=db port=x password="+dbPassword), config.EnvDatabaseURL},
 		{"DATABASE_URL unparsable", with(base, config.EnvDatabaseURL, "postgres://app:"+dbPassword+"@db:port/x"), config.EnvDatabaseURL},
+		{"DATABASE_URL http", with(base, config.EnvDatabaseURL, "http://app:"+dbPassword+"@db/partner"), config.EnvDatabaseURL},
+		{"DATABASE_URL jdbc", with(base, config.EnvDatabaseURL, "jdbc:postgresql://db/partner?password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL pgx5 scheme", with(base, config.EnvDatabaseURL, "pgx5://app:"+dbPassword+"@db/partner"), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form with an upper-case keyword", with(base, config.EnvDatabaseURL, "HOST=db password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form with an empty keyword", with(base, config.EnvDatabaseURL, "host=db ="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form, a word without =", with(base, config.EnvDatabaseURL, "host=db password="+dbPassword+" dbname"), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form, unterminated quote", with(base, config.EnvDatabaseURL, "host=db password='"+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form, port out of range", with(base, config.EnvDatabaseURL, "host=db port=99999 password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form, bad sslmode", with(base, config.EnvDatabaseURL, "host=db sslmode=sometimes password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL keyword form, scheme-like garbage", with(base, config.EnvDatabaseURL, "garbage:x=y password="+dbPassword), config.EnvDatabaseURL},
+		{"DATABASE_URL no keywords at all", with(base, config.EnvDatabaseURL, "db "+dbPassword), config.EnvDatabaseURL},
 		{"LISTEN_ADDR without port", with(base, config.EnvListenAddr, "localhost"), config.EnvListenAddr},
 		{"LISTEN_ADDR bare port", with(base, config.EnvListenAddr, "8080"), config.EnvListenAddr},
 		{"PUBLIC_URL relative", with(base, config.EnvPublicURL, "/app"), config.EnvPublicURL},
@@ -345,6 +369,33 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"TRUSTED_PROXIES nonsense", with(base, config.EnvTrustedProxies, "nonsense"), config.EnvTrustedProxies},
 		{"TRUSTED_PROXIES one bad", with(base, config.EnvTrustedProxies, "10.0.0.0/8,300.1.1.1"), config.EnvTrustedProxies},
 		{"LOG_LEVEL loud", with(base, config.EnvLogLevel, "loud"), config.EnvLogLevel},
+		{"LOG_LEVEL warning", with(base, config.EnvLogLevel, "warning"), config.EnvLogLevel},
+		{"LOG_LEVEL offset form", with(base, config.EnvLogLevel, "INFO+2"), config.EnvLogLevel},
+		{"LOG_LEVEL number", with(base, config.EnvLogLevel, "-4"), config.EnvLogLevel},
+		{"PLATFORM_ORIGINS no scheme", with(base, config.EnvPlatformOrigins, "school.webuntis.com"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS ftp", with(base, config.EnvPlatformOrigins, "ftp://school.webuntis.com"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS with a path", with(base, config.EnvPlatformOrigins, "https://school.webuntis.com/WebUntis"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS with a query", with(base, config.EnvPlatformOrigins, "https://school.webuntis.com?x=1"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS with user info", with(base, config.EnvPlatformOrigins, "https://me@school.webuntis.com"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS no host", with(base, config.EnvPlatformOrigins, "https://"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS wildcard inside", with(base, config.EnvPlatformOrigins, "https://school.*.com"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS wildcard over a TLD", with(base, config.EnvPlatformOrigins, "https://*.com"), config.EnvPlatformOrigins},
+		{"UNTIS_API_URL host with a semicolon", with(base, config.EnvUntisAPIURL, "https://api.example;script-src"), config.EnvUntisAPIURL},
+		{"PUBLIC_URL wildcard host", with(base, config.EnvPublicURL, "https://*.example.com"), config.EnvPublicURL},
+		{"PLATFORM_ORIGINS wildcard in a label", with(base, config.EnvPlatformOrigins, "https://sch*.webuntis.com"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS two wildcards", with(base, config.EnvPlatformOrigins, "https://*.*.webuntis.com"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS bare wildcard", with(base, config.EnvPlatformOrigins, "https://*"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS just a star", with(base, config.EnvPlatformOrigins, "*"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS one good one bad", with(base, config.EnvPlatformOrigins, "https://*.webuntis.com,webuntis"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS CSP injection", with(base, config.EnvPlatformOrigins, "https://a.example;script-src"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS quote", with(base, config.EnvPlatformOrigins, "https://a.example'unsafe-inline'"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS empty label", with(base, config.EnvPlatformOrigins, "https://a..example"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS wildcard over nothing", with(base, config.EnvPlatformOrigins, "https://*."), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS empty port", with(base, config.EnvPlatformOrigins, "https://a.example:"), config.EnvPlatformOrigins},
+		{"PLATFORM_ORIGINS port out of range", with(base, config.EnvPlatformOrigins, "https://a.example:70000"), config.EnvPlatformOrigins},
+		{"SHUTDOWN_DELAY negative", with(base, config.EnvShutdownDelay, "-1s"), config.EnvShutdownDelay},
+		{"SHUTDOWN_DELAY words", with(base, config.EnvShutdownDelay, "a while"), config.EnvShutdownDelay},
+		{"SHUTDOWN_DELAY no unit", with(base, config.EnvShutdownDelay, "5"), config.EnvShutdownDelay},
 		{"LOG_FORMAT xml", with(base, config.EnvLogFormat, "xml"), config.EnvLogFormat},
 		{"SHUTDOWN_TIMEOUT words", with(base, config.EnvShutdownTimeout, "soon"), config.EnvShutdownTimeout},
 		{"SHUTDOWN_TIMEOUT no unit", with(base, config.EnvShutdownTimeout, "20"), config.EnvShutdownTimeout},
@@ -361,9 +412,10 @@ func TestErrorsNameTheVariable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := config.Load(getenv(tt.env))
+			_, err := config.Load(getenv(tt.env))
 			if err == nil {
-				t.Fatalf("Load succeeded (%+v), want an error naming %s", c, tt.wantVar)
+				// Not the Config itself: it holds the raw secrets.
+				t.Fatalf("Load succeeded, want an error naming %s", tt.wantVar)
 			}
 			var ce *config.Error
 			if !errors.As(err, &ce) {
@@ -536,6 +588,25 @@ func TestFileVariantOnlyForSecrets(t *testing.T) {
 	}
 }
 
+// A Config printed or logged by accident shows what Describe shows, secrets masked.
+func TestConfigPrintsMasked(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("cfg", "config", c)
+	for _, out := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), c.String(), logged.String()} {
+		if strings.Contains(out, dbPassword) || strings.Contains(out, keyMaterial(encKeySpec)) {
+			t.Fatalf("a printed Config leaks a secret: %s", strings.ReplaceAll(strings.ReplaceAll(out, dbPassword, "[DB PASSWORD]"), keyMaterial(encKeySpec), "[KEY]"))
+		}
+		if !strings.Contains(out, config.EnvListenAddr) {
+			t.Errorf("printed Config lacks the settings: %s", out)
+		}
+	}
+}
+
 func TestDescribe(t *testing.T) {
 	t.Parallel()
 	env := with(validEnv(t),
@@ -566,6 +637,8 @@ func TestDescribe(t *testing.T) {
 		config.EnvEmbedMode:       "false",
 		config.EnvSetupFieldsFile: "(unset)",
 		config.EnvShutdownTimeout: "20s",
+		config.EnvShutdownDelay:   "5s",
+		config.EnvPlatformOrigins: "https://*.webuntis.com",
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -604,6 +677,245 @@ func TestParseWebhookKeys(t *testing.T) {
 	for _, in := range []string{"", ",", ecPub, rsa1024Pub} {
 		if _, err := config.ParseWebhookKeys(in); err == nil {
 			t.Errorf("ParseWebhookKeys(%.20q) succeeded", in)
+		}
+	}
+}
+
+// Both forms libpq knows are accepted as they are: a postgres:// URL and "keyword=value" pairs.
+func TestDatabaseURLForms(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in string }{
+		{"postgres URL", "postgres://app:" + dbPassword + "@db.internal:5432/partner?sslmode=disable"},
+		{"postgresql URL", "postgresql://app:" + dbPassword + "@db/partner"},
+		{"URL without password", "postgres://app@db/partner"},
+		{"keyword form", "host=db port=5432 user=app password=" + dbPassword + " dbname=x"},
+		{"keyword form, quoted password with a space", "host=db user=app password='" + dbPassword + " x' dbname=partner sslmode=require"},
+		{"keyword form, unix socket", "host=/var/run/postgresql dbname=partner"},
+		{"keyword form, dbname only", "dbname=partner"},
+		{"keyword form, surrounding spaces", "  host=db dbname=partner password=" + dbPassword + "  "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := with(validEnv(t), config.EnvDatabaseURL, tt.in)
+			c, err := config.Load(getenv(env))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if c.DatabaseURL != strings.TrimSpace(tt.in) {
+				t.Errorf("DatabaseURL = %q, want %q", c.DatabaseURL, strings.TrimSpace(tt.in))
+			}
+			for _, a := range c.Describe() {
+				assertNoSecrets(t, a.String(), dbPassword, "user=app", "db.internal")
+			}
+		})
+	}
+}
+
+func TestPlatformOrigins(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		origins string // PLATFORM_ORIGINS; "" = unset
+		apiURL  string // UNTIS_API_URL; "" = unset
+		want    []string
+	}{
+		{"defaults", "", "", []string{"https://*.webuntis.com", "https://api.webuntis.com"}},
+		{"simulator API", "", "http://127.0.0.1:7777", []string{"https://*.webuntis.com", "http://127.0.0.1:7777"}},
+		{"API origin, not its path", "", "https://api.example.com/base/", []string{"https://*.webuntis.com", "https://api.example.com"}},
+		{"explicit list", "https://a.example, https://*.b.example:8443", "", []string{"https://a.example", "https://*.b.example:8443", "https://api.webuntis.com"}},
+		{"API origin listed already: not appended again", "https://api.webuntis.com,https://*.webuntis.com", "", []string{"https://api.webuntis.com", "https://*.webuntis.com"}},
+		{"simulator origin listed already", "http://127.0.0.1:7777", "http://127.0.0.1:7777", []string{"http://127.0.0.1:7777"}},
+		{"normalised: case, trailing slash", "HTTPS://School.WebUntis.COM/", "", []string{"https://school.webuntis.com", "https://api.webuntis.com"}},
+		{"IPv6 literal", "http://[::1]:8080", "", []string{"http://[::1]:8080", "https://api.webuntis.com"}},
+		{"container host name", "http://platform_sim:7777", "", []string{"http://platform_sim:7777", "https://api.webuntis.com"}},
+		{"empty entries skipped", " , https://a.example ,, ", "", []string{"https://a.example", "https://api.webuntis.com"}},
+		{"only commas: the API origin alone", ",", "", []string{"https://api.webuntis.com"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{}
+			if tt.origins != "" {
+				env[config.EnvPlatformOrigins] = tt.origins
+			}
+			if tt.apiURL != "" {
+				env[config.EnvUntisAPIURL] = tt.apiURL
+			}
+			c, err := config.Load(getenv(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(c.PlatformOrigins, " "); got != strings.Join(tt.want, " ") {
+				t.Errorf("PlatformOrigins = %q, want %q", c.PlatformOrigins, tt.want)
+			}
+		})
+	}
+}
+
+func TestShutdownDelay(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 5 * time.Second},
+		{"0s", 0},
+		{"0", 0},
+		{"1500ms", 1500 * time.Millisecond},
+		{"1m", time.Minute},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(getenv(map[string]string{config.EnvShutdownDelay: tt.in}))
+		if err != nil {
+			t.Errorf("SHUTDOWN_DELAY=%q: %v", tt.in, err)
+			continue
+		}
+		if c.ShutdownDelay != tt.want {
+			t.Errorf("SHUTDOWN_DELAY=%q: %v, want %v", tt.in, c.ShutdownDelay, tt.want)
+		}
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    slog.Level
+		wantErr bool
+	}{
+		{"", slog.LevelInfo, false},
+		{"debug", slog.LevelDebug, false},
+		{"DEBUG", slog.LevelDebug, false},
+		{"info", slog.LevelInfo, false},
+		{"Info", slog.LevelInfo, false},
+		{"warn", slog.LevelWarn, false},
+		{"WARN", slog.LevelWarn, false},
+		{"error", slog.LevelError, false},
+		{"eRRoR", slog.LevelError, false},
+		{"warning", 0, true},
+		{"trace", 0, true},
+		{"INFO+2", 0, true},
+		{"DEBUG-4", 0, true},
+		{"0", 0, true},
+		{"info,debug", 0, true},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(getenv(map[string]string{config.EnvLogLevel: tt.in}))
+		if tt.wantErr {
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != config.EnvLogLevel {
+				t.Errorf("LOG_LEVEL=%q: error %v, want one naming %s", tt.in, err, config.EnvLogLevel)
+				continue
+			}
+			// The error lists what is accepted.
+			for _, l := range []string{"debug", "info", "warn", "error"} {
+				if !strings.Contains(err.Error(), l) {
+					t.Errorf("LOG_LEVEL=%q: error %q does not list %s", tt.in, err, l)
+				}
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("LOG_LEVEL=%q: %v", tt.in, err)
+		} else if c.LogLevel != tt.want {
+			t.Errorf("LOG_LEVEL=%q: %v, want %v", tt.in, c.LogLevel, tt.want)
+		}
+	}
+}
+
+// SETUP_FIELDS_FILE is checked at start, so a broken file stops the server, not the setup page.
+func TestSetupFieldsFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		content string
+		wantErr string // "" = accepted; else a part of the error
+	}{
+		{"empty list", `[]`, ""},
+		{"every type", `[{"name":"a","type":"text"},{"name":"b","type":"email"},{"name":"c","type":"url"},{"name":"d","type":"select","options":["x","y"]},{"name":"e","type":"checkbox"}]`, ""},
+		{"type left out", `[{"name":"school_code","label":"School code"}]`, ""},
+		{"empty file", ``, "not a JSON list"},
+		{"null", `null`, "not a JSON list"},
+		{"not JSON", `name: school_code`, "not a JSON list"},
+		{"an object, not a list", `{"name":"school_code"}`, "not a JSON list"},
+		{"a list of strings", `["school_code"]`, "not a JSON list"},
+		{"no name", `[{"type":"text"}]`, "no name"},
+		{"empty name", `[{"name":"a"},{"name":"","type":"text"}]`, "field 2 has no name"},
+		{"duplicate name", `[{"name":"a"},{"name":"b"},{"name":"a","type":"email"}]`, `"a" appears twice`},
+		{"unknown type", `[{"name":"age","type":"number"}]`, `"number"`},
+		{"type in capitals", `[{"name":"a","type":"Text"}]`, `"Text"`},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(dir, "fields-"+strconv.Itoa(i)+".json")
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.Load(getenv(map[string]string{config.EnvSetupFieldsFile: path}))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if c.SetupFieldsFile != path {
+					t.Errorf("SetupFieldsFile = %q, want %q", c.SetupFieldsFile, path)
+				}
+				return
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != config.EnvSetupFieldsFile {
+				t.Fatalf("error %v, want one naming %s", err, config.EnvSetupFieldsFile)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), config.EnvSetupFieldsFile) {
+				t.Errorf("error %q, want it to name %s and say %q", err, config.EnvSetupFieldsFile, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+// Plain http is fine on the developer's own machine; anywhere else the Secure cookies would not
+// stick, and the server says so at start.
+func TestWarnings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		publicURL string
+		warn      bool
+	}{
+		{"https://partner.example.com", false},
+		{"https://10.0.0.5", false},
+		{"http://localhost:8080", false},
+		{"http://localhost", false},
+		{"http://app.localhost:8080", false},
+		{"http://127.0.0.1:8080", false},
+		{"http://127.5.6.7", false},
+		{"http://[::1]:8080", false},
+		{"http://LOCALHOST:8080", false},
+		{"http://partner.example.com", true},
+		{"http://10.0.0.5:8080", true},
+		{"http://0.0.0.0:8080", true},
+		{"http://localhost.example.com", true},
+		{"http://notlocalhost", true},
+		{"http://[::2]", true},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(getenv(map[string]string{config.EnvPublicURL: tt.publicURL}))
+		if err != nil {
+			t.Errorf("PUBLIC_URL=%q: %v", tt.publicURL, err)
+			continue
+		}
+		w := c.Warnings()
+		switch {
+		case !tt.warn && len(w) != 0:
+			t.Errorf("PUBLIC_URL=%q: warnings %q, want none", tt.publicURL, w)
+		case tt.warn && len(w) != 1:
+			t.Errorf("PUBLIC_URL=%q: warnings %q, want one", tt.publicURL, w)
+		case tt.warn && !strings.Contains(w[0], config.EnvPublicURL):
+			t.Errorf("PUBLIC_URL=%q: warning %q does not name %s", tt.publicURL, w[0], config.EnvPublicURL)
 		}
 	}
 }

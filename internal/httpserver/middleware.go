@@ -36,8 +36,10 @@ func ClientIP(ctx context.Context) string {
 // IP (from X-Forwarded-For only behind TRUSTED_PROXIES).
 func (s *Server) requestContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An upstream id is kept only from a trusted proxy: anyone else could choose the id that
+		// error pages quote and the logs are searched by.
 		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
+		if !validRequestID(id) || !isTrusted(remoteAddr(r.RemoteAddr), s.trusted) {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
@@ -54,39 +56,57 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		// Deferred, so a request whose handler aborts (a panic after the response started,
+		// re-raised as http.ErrAbortHandler) is still logged and counted; the panic goes on.
+		defer func() {
+			aborted := false
+			if rec := recover(); rec != nil {
+				aborted = true
+				defer panic(rec)
+			}
+			s.record(r, sw, time.Since(start), aborted)
+		}()
 		next.ServeHTTP(sw, r)
-		elapsed := time.Since(start)
-
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
-		status := sw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		code := strconv.Itoa(status)
-		method := metricMethod(r.Method)
-		s.httpm.requests.With(route, method, code).Inc()
-		s.httpm.duration.With(route, method, code).Observe(elapsed.Seconds())
-
-		level := slog.LevelInfo
-		switch {
-		case status >= 500:
-			level = slog.LevelError
-		case route == "/healthz" || route == "/readyz" || route == "/metrics":
-			level = slog.LevelDebug // probes every few seconds would drown the log
-		}
-		s.log.LogAttrs(r.Context(), level, "request",
-			slog.String("request_id", RequestID(r.Context())),
-			slog.String("method", r.Method),
-			slog.String("route", route),
-			slog.Int("status", status),
-			slog.Int64("bytes", sw.bytes),
-			slog.Duration("duration", elapsed),
-			slog.String("client_ip", ClientIP(r.Context())),
-		)
 	})
+}
+
+func (s *Server) record(r *http.Request, sw *statusWriter, elapsed time.Duration, aborted bool) {
+	route := "unmatched"
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		route = rc.RoutePattern()
+	}
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if aborted && sw.status == 0 {
+		status = http.StatusInternalServerError
+	}
+	code := strconv.Itoa(status)
+	method := metricMethod(r.Method)
+	s.httpm.requests.With(route, method, code).Inc()
+	s.httpm.duration.With(route, method, code).Observe(elapsed.Seconds())
+
+	level := slog.LevelInfo
+	switch {
+	case status >= 500 || aborted:
+		level = slog.LevelError
+	case route == "/healthz" || route == "/readyz" || route == "/metrics":
+		level = slog.LevelDebug // probes every few seconds would drown the log
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", RequestID(r.Context())),
+		slog.String("method", r.Method),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Int64("bytes", sw.bytes),
+		slog.Duration("duration", elapsed),
+		slog.String("client_ip", ClientIP(r.Context())),
+	}
+	if aborted {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	s.log.LogAttrs(r.Context(), level, "request", attrs...)
 }
 
 // metricMethod bounds the method label: net/http accepts any token as a method, and a label per
@@ -114,6 +134,11 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 			}
 			s.log.ErrorContext(r.Context(), "panic in handler",
 				"request_id", RequestID(r.Context()), "panic", rec, "stack", string(debug.Stack()))
+			if sw, ok := w.(*statusWriter); ok && sw.status != 0 {
+				// Part of a response is out: a second page would garble it. Cut the connection
+				// so the client sees a failure, not a truncated page that looks complete.
+				panic(http.ErrAbortHandler)
+			}
 			s.renderError(w, r, http.StatusInternalServerError, "Something went wrong",
 				"The server ran into an unexpected problem. Please try again in a moment.")
 		}()
@@ -128,15 +153,33 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", s.csp)
 		if !s.embedMode {
 			h.Set("X-Frame-Options", "DENY")
+		}
+		if s.https {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// limitBody caps request bodies; reading past the cap fails and the handler answers 413.
+// contentSecurityPolicy allows only our own resources. Outside embed mode nobody may frame the
+// app; in embed mode only the platform's origins may (the entry points open it in an iFrame).
+func contentSecurityPolicy(embed bool, platformOrigins []string) string {
+	ancestors := "'none'"
+	if embed {
+		ancestors = "'self'"
+		for _, o := range platformOrigins {
+			ancestors += " " + o
+		}
+	}
+	return "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
+		"form-action 'self'; base-uri 'none'; frame-ancestors " + ancestors
+}
+
+// limitBody caps request bodies: a declared length over the cap is refused with 413 at once,
+// and reading past the cap fails, which handlers turn into 413 (http.MaxBytesError).
 func limitBody(n int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

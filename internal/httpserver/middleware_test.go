@@ -1,59 +1,23 @@
 package httpserver
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/untis-partner/server/internal/logtest"
 )
 
-// LogBuffer is a bytes.Buffer safe for a logger writing from server goroutines. It is exported
-// (in a test file, so only to tests) for the external test package as well.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// records parses the JSON log lines.
-func (l *LogBuffer) Records(t *testing.T) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(l.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func newTestServer(embed bool) (*Server, *LogBuffer) {
-	buf := &LogBuffer{}
-	log := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+func newTestServer(embed bool) (*Server, *logtest.Buffer) {
+	log, buf := logtest.New()
 	return New(Deps{Logger: log, EmbedMode: embed}), buf
 }
 
@@ -69,8 +33,11 @@ func TestRecovererThroughHandler(t *testing.T) {
 
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "/test-panic", nil)
-	req.Header.Set("X-Request-Id", "req-panic-1")
 	h.ServeHTTP(rec, req)
+	id := rec.Header().Get("X-Request-Id")
+	if id == "" {
+		t.Fatal("no X-Request-Id on the 500 page")
+	}
 
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("status %d, want 500", rec.Code)
@@ -87,7 +54,7 @@ func TestRecovererThroughHandler(t *testing.T) {
 			t.Errorf("500 page contains %q: %s", leak, body)
 		}
 	}
-	if !strings.Contains(body, "req-panic-1") {
+	if !strings.Contains(body, id) {
 		t.Errorf("500 page does not quote the request id for support: %s", body)
 	}
 
@@ -109,8 +76,8 @@ func TestRecovererThroughHandler(t *testing.T) {
 	if stack, _ := panicLine["stack"].(string); !strings.Contains(stack, "goroutine") || !strings.Contains(stack, "middleware_test.go") {
 		t.Errorf("panic log has no useful stack: %q", stack)
 	}
-	if panicLine["request_id"] != "req-panic-1" {
-		t.Errorf("panic log request_id = %v, want req-panic-1", panicLine["request_id"])
+	if panicLine["request_id"] != id {
+		t.Errorf("panic log request_id = %v, want %s", panicLine["request_id"], id)
 	}
 	if requestLine == nil {
 		t.Fatalf("the panicking request was not logged: %s", logs)
@@ -124,6 +91,89 @@ func TestRecovererThroughHandler(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("healthz after panic: %d", rec.Code)
+	}
+}
+
+// A handler that panics after part of its response is out: a 500 page appended to it would
+// garble the response (or pass for its end), so the connection is cut and the client sees a
+// failure; the panic is still logged under the request's id.
+func TestRecovererAbortsAPartialResponse(t *testing.T) {
+	t.Parallel()
+	flush := func(w http.ResponseWriter) {
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			panic(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		write func(w http.ResponseWriter)
+	}{
+		{"body flushed", func(w http.ResponseWriter) { _, _ = io.WriteString(w, "<html>partial page"); flush(w) }},
+		{"body still buffered", func(w http.ResponseWriter) { _, _ = io.WriteString(w, "<html>partial page") }},
+		{"status only", func(w http.ResponseWriter) { w.WriteHeader(http.StatusOK) }},
+		{"status flushed", func(w http.ResponseWriter) { w.WriteHeader(http.StatusAccepted); flush(w) }},
+	}
+	log, logs := logtest.New()
+	// The test's own ids are kept because the client is a trusted peer.
+	s := New(Deps{Logger: log, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}})
+	h := s.Handler()
+	for i, tt := range tests {
+		h.(chi.Router).Get("/partial/"+strconv.Itoa(i), func(w http.ResponseWriter, r *http.Request) {
+			tt.write(w)
+			panic("after partial output: SECRETPARTIAL")
+		})
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	// A fresh connection per request, so the transport never retries on a reused one.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	t.Cleanup(client.CloseIdleConnections)
+
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			id := "partial-" + strconv.Itoa(i)
+			req, err := http.NewRequest(http.MethodGet, srv.URL+"/partial/"+strconv.Itoa(i), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Request-Id", id)
+			resp, err := client.Do(req)
+			if err == nil {
+				body, rerr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if rerr == nil {
+					t.Errorf("client read a complete response %d %q; want the connection cut", resp.StatusCode, body)
+				}
+				if strings.Contains(string(body), "Something went wrong") || strings.Contains(string(body), "SECRETPARTIAL") {
+					t.Errorf("an error page or the panic value was appended: %q", body)
+				}
+			}
+			// The panic line is written before the connection is cut, so it is there by now.
+			var line map[string]any
+			for _, r := range logs.Find(t, "panic in handler") {
+				if r["request_id"] == id {
+					line = r
+				}
+			}
+			if line == nil {
+				t.Fatalf("no panic log line with request_id %s:\n%s", id, logs)
+			}
+			if p, _ := line["panic"].(string); !strings.Contains(p, "after partial output") {
+				t.Errorf("panic log line = %v", line)
+			}
+			// The aborted request still gets its request line (written before the connection
+			// is cut, like the panic line), marked as aborted.
+			var reqLine map[string]any
+			for _, r := range logs.Find(t, "request") {
+				if r["request_id"] == id {
+					reqLine = r
+				}
+			}
+			if reqLine == nil || reqLine["aborted"] != true || reqLine["level"] != "ERROR" {
+				t.Errorf("request line of the aborted request = %v, want one with aborted=true at ERROR", reqLine)
+			}
+		})
 	}
 }
 
@@ -193,9 +243,10 @@ func TestLimitBody(t *testing.T) {
 	}
 
 	// Over real HTTP as well: the declared length is refused before the handler runs.
-	called := false
+	// The handler runs on the server's goroutine: the flag must be safe to read from here.
+	var called atomic.Bool
 	srv := httptest.NewServer(limitBody(limit)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		called = true
+		called.Store(true)
 	})))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL, "text/plain", strings.NewReader(strings.Repeat("x", 1000)))
@@ -203,7 +254,7 @@ func TestLimitBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || called {
-		t.Errorf("status %d, handler called %v; want 413 without the handler", resp.StatusCode, called)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || called.Load() {
+		t.Errorf("status %d, handler called %v; want 413 without the handler", resp.StatusCode, called.Load())
 	}
 }

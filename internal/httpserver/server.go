@@ -26,7 +26,11 @@ type Deps struct {
 	Metrics        *metrics.Registry
 	TrustedProxies []netip.Prefix
 	EmbedMode      bool
-	Version        string
+	// PlatformOrigins may frame the app in embed mode (config.Config.PlatformOrigins).
+	PlatformOrigins []string
+	// HTTPS is true when PUBLIC_URL is https: pages then carry HSTS.
+	HTTPS   bool
+	Version string
 }
 
 // Server holds the handlers' dependencies and the readiness state.
@@ -37,6 +41,8 @@ type Server struct {
 	trusted   []netip.Prefix
 	embedMode bool
 	version   string
+	csp       string // Content-Security-Policy of every page
+	https     bool
 	pages     *template.Template
 	httpm     httpMetrics
 
@@ -58,6 +64,8 @@ func New(d Deps) *Server {
 		trusted:   d.TrustedProxies,
 		embedMode: d.EmbedMode,
 		version:   d.Version,
+		csp:       contentSecurityPolicy(d.EmbedMode, d.PlatformOrigins),
+		https:     d.HTTPS,
 		pages:     web.Templates(),
 	}
 	s.httpm = newHTTPMetrics(d.Metrics)
@@ -84,9 +92,23 @@ func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
-// Serve serves on ln until ctx is cancelled, then stops taking new requests and drains the ones
-// in flight for up to drainTimeout. beforeDrain runs first (it flips readiness).
-func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drainTimeout time.Duration, beforeDrain func()) error {
+// ShutdownPlan says how Serve stops once its context is cancelled.
+type ShutdownPlan struct {
+	// Begin runs first (it turns /readyz to 503).
+	Begin func()
+	// Delay keeps serving, with readiness failing, so a load balancer can notice and stop
+	// sending new requests before the listener closes.
+	Delay time.Duration
+	// Timeout bounds the drain of in-flight requests after the listener closed.
+	Timeout time.Duration
+}
+
+// ErrDrainTimeout reports that requests were still running when the drain timeout ran out.
+var ErrDrainTimeout = errors.New("drain timed out; remaining connections were closed")
+
+// Serve serves on ln until ctx is cancelled, then follows plan: readiness off, a delay while
+// still serving, then no new connections and a drain of the requests in flight.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, plan ShutdownPlan) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -94,13 +116,24 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drainTimeout 
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	if beforeDrain != nil {
-		beforeDrain()
+	if plan.Begin != nil {
+		plan.Begin()
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	if plan.Delay > 0 {
+		select {
+		case <-time.After(plan.Delay):
+		case err := <-errc:
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), plan.Timeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		_ = srv.Close()
+		<-errc
+		if errors.Is(err, context.DeadlineExceeded) {
+			return ErrDrainTimeout
+		}
 		return fmt.Errorf("http server: drain: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

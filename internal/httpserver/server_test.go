@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/untis-partner/server/internal/httpserver"
+	"github.com/untis-partner/server/internal/logtest"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/store"
@@ -35,10 +37,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newLogger() (*slog.Logger, *httpserver.LogBuffer) {
-	buf := &httpserver.LogBuffer{}
-	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
+func newLogger() (*slog.Logger, *logtest.Buffer) { return logtest.New() }
 
 func get(t *testing.T, client *http.Client, u string, header http.Header) (*http.Response, string) {
 	t.Helper()
@@ -229,8 +228,8 @@ func TestReadyzFollowsTheDatabase(t *testing.T) {
 		t.Errorf("/healthz with the database stopped = %d, want 200", resp.StatusCode)
 	}
 	// The 503 and its log line do not leak the connection string's password.
-	if pw, ok := u.User.Password(); ok && strings.Contains(logs.String(), pw) {
-		t.Errorf("log contains the database password: %s", logs)
+	if pw, ok := u.User.Password(); ok {
+		logs.AssertNoSecrets(t, pw)
 	}
 	_, body := get(t, nil, srv.URL+"/readyz", nil)
 	if strings.Contains(body, u.Host) || strings.Contains(body, proxy.addr) || strings.Contains(body, u.User.Username()) {
@@ -306,38 +305,47 @@ func TestRequestLogHasNoSecrets(t *testing.T) {
 			t.Errorf("GET %s: client_ip %v, want 127.0.0.1", tt.path, line["client_ip"])
 		}
 	}
-	out := logs.String()
-	for _, s := range secrets {
-		if strings.Contains(out, s) {
-			t.Errorf("captured log contains %s:\n%s", s, out)
-		}
-	}
+	logs.AssertNoSecrets(t, secrets...)
 }
 
+// An upstream X-Request-Id is kept only when it is well-formed and comes from a trusted proxy:
+// anyone else could choose the id that error pages quote and the logs are searched by.
 func TestRequestID(t *testing.T) {
 	t.Parallel()
 	logger, logs := newLogger()
-	h := httpserver.New(httpserver.Deps{Logger: logger}).Handler()
+	h := httpserver.New(httpserver.Deps{Logger: logger, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}).Handler()
 	generated := regexp.MustCompile(`^[0-9a-f]{24}$`)
+	const (
+		proxy     = "10.1.2.3:5555"
+		proxyV6   = "[::ffff:10.1.2.3]:5555" // the same proxy, seen on a dual-stack socket
+		untrusted = "192.0.2.1:1234"
+	)
 	tests := []struct {
 		name     string
+		peer     string
 		incoming string
 		echoed   bool
 	}{
-		{"well-formed", "req-123_abc.DEF", true},
-		{"uuid", "3f1c2a9e-0b7d-4c55-9a31-2d1e7f0c4b8a", true},
-		{"64 chars", strings.Repeat("a", 64), true},
-		{"none", "", false},
-		{"newline (log injection)", "abc\n{\"msg\":\"forged\"}", false},
-		{"CRLF", "abc\r\nSet-Cookie: x=1", false},
-		{"too long", strings.Repeat("a", 65), false},
-		{"spaces", "a b", false},
-		{"html", "<script>alert(1)</script>", false},
+		{"well-formed from a trusted proxy", proxy, "req-123_abc.DEF", true},
+		{"uuid from a trusted proxy", proxy, "3f1c2a9e-0b7d-4c55-9a31-2d1e7f0c4b8a", true},
+		{"64 chars from a trusted proxy", proxy, strings.Repeat("a", 64), true},
+		{"from a trusted proxy, IPv4-mapped", proxyV6, "req-mapped-1", true},
+		{"well-formed from an untrusted peer", untrusted, "forged-by-client-1", false},
+		{"uuid from an untrusted peer", untrusted, "forged-by-client-3f1c2a9e-0b7d-4c55-9a31", false},
+		{"untrusted peer claiming a trusted X-Forwarded-For", untrusted, "forged-by-client-2", false},
+		{"none", proxy, "", false},
+		{"newline (log injection)", proxy, "abc\n{\"msg\":\"forged\"}", false},
+		{"CRLF", proxy, "abc\r\nSet-Cookie: x=1", false},
+		{"too long", proxy, strings.Repeat("a", 65), false},
+		{"spaces", proxy, "a b", false},
+		{"html", proxy, "<script>alert(1)</script>", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			req := httptest.NewRequest(http.MethodGet, "/nowhere", nil)
+			req.RemoteAddr = tt.peer
+			req.Header.Set("X-Forwarded-For", "10.9.9.9")
 			if tt.incoming != "" {
 				req.Header.Set("X-Request-Id", tt.incoming)
 			}
@@ -361,7 +369,7 @@ func TestRequestID(t *testing.T) {
 		out := logs.String()
 		for _, bad := range []string{"forged", "Set-Cookie", "<script>"} {
 			if strings.Contains(out, bad) {
-				t.Errorf("log contains the malicious id part %q:\n%s", bad, out)
+				t.Errorf("log contains the client-chosen id part %q:\n%s", bad, out)
 			}
 		}
 	})
@@ -459,35 +467,69 @@ func TestMetricsLabelsAreBounded(t *testing.T) {
 	}
 }
 
+// cspDirective returns the value of one directive of a Content-Security-Policy, and how many
+// times the directive appears.
+func cspDirective(csp, name string) (string, int) {
+	var val string
+	n := 0
+	for _, d := range strings.Split(csp, ";") {
+		fields := strings.Fields(d)
+		if len(fields) > 0 && fields[0] == name {
+			val = strings.Join(fields[1:], " ")
+			n++
+		}
+	}
+	return val, n
+}
+
 func TestPagesAndSecurityHeaders(t *testing.T) {
 	t.Parallel()
+	type mode struct{ embed, https bool }
+	var (
+		plain      = mode{}
+		https      = mode{https: true}
+		embed      = mode{embed: true}
+		embedHTTPS = mode{embed: true, https: true}
+	)
+	origins := []string{"https://*.webuntis.com", "http://127.0.0.1:7777"}
+	const (
+		nobody   = "'none'"
+		platform = "'self' https://*.webuntis.com http://127.0.0.1:7777"
+	)
 	tests := []struct {
-		name       string
-		embed      bool
-		method     string
-		path       string
-		wantCode   int
-		wantInBody string
-		wantXFO    bool
+		name          string
+		mode          mode
+		method        string
+		path          string
+		wantCode      int
+		wantInBody    string
+		wantAncestors string // frame-ancestors
 	}{
-		{"home", false, http.MethodGet, "/", http.StatusOK, "Open this app from Untis", true},
-		{"static", false, http.MethodGet, "/static/app.css", http.StatusOK, "", true},
-		{"unknown path", false, http.MethodGet, "/does/not/exist", http.StatusNotFound, "Page not found", true},
-		{"unknown static file", false, http.MethodGet, "/static/nope.css", http.StatusNotFound, "", true},
-		{"wrong method", false, http.MethodDelete, "/", http.StatusMethodNotAllowed, "Not allowed", true},
-		{"home, embed mode", true, http.MethodGet, "/", http.StatusOK, "Open this app from Untis", false},
-		{"unknown path, embed mode", true, http.MethodGet, "/does/not/exist", http.StatusNotFound, "Page not found", false},
+		{"home", plain, http.MethodGet, "/", http.StatusOK, "Open this app from Untis", nobody},
+		{"static", plain, http.MethodGet, "/static/app.css", http.StatusOK, "", nobody},
+		{"unknown path", plain, http.MethodGet, "/does/not/exist", http.StatusNotFound, "Page not found", nobody},
+		{"unknown static file", plain, http.MethodGet, "/static/nope.css", http.StatusNotFound, "", nobody},
+		{"wrong method", plain, http.MethodDelete, "/", http.StatusMethodNotAllowed, "Not allowed", nobody},
+		{"home, https", https, http.MethodGet, "/", http.StatusOK, "Open this app from Untis", nobody},
+		{"unknown path, https", https, http.MethodGet, "/does/not/exist", http.StatusNotFound, "Page not found", nobody},
+		{"home, embed mode", embed, http.MethodGet, "/", http.StatusOK, "Open this app from Untis", platform},
+		{"unknown path, embed mode", embed, http.MethodGet, "/does/not/exist", http.StatusNotFound, "Page not found", platform},
+		{"wrong method, embed mode", embed, http.MethodDelete, "/", http.StatusMethodNotAllowed, "Not allowed", platform},
+		{"static, embed mode", embed, http.MethodGet, "/static/app.css", http.StatusOK, "", platform},
+		{"home, embed mode, https", embedHTTPS, http.MethodGet, "/", http.StatusOK, "Open this app from Untis", platform},
 	}
-	servers := map[bool]*httptest.Server{}
-	for _, embed := range []bool{false, true} {
-		srv := httptest.NewServer(httpserver.New(httpserver.Deps{EmbedMode: embed}).Handler())
+	servers := map[mode]*httptest.Server{}
+	for _, m := range []mode{plain, https, embed, embedHTTPS} {
+		// The platform origins are configured in every mode: outside embed mode they must not
+		// open the app to framing.
+		srv := httptest.NewServer(httpserver.New(httpserver.Deps{EmbedMode: m.embed, HTTPS: m.https, PlatformOrigins: origins}).Handler())
 		t.Cleanup(srv.Close)
-		servers[embed] = srv
+		servers[m] = srv
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			req, err := http.NewRequest(tt.method, servers[tt.embed].URL+tt.path, nil)
+			req, err := http.NewRequest(tt.method, servers[tt.mode].URL+tt.path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -521,18 +563,38 @@ func TestPagesAndSecurityHeaders(t *testing.T) {
 			if got := h.Get("Referrer-Policy"); got != "no-referrer" {
 				t.Errorf("Referrer-Policy = %q", got)
 			}
-			if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'self'") {
-				t.Errorf("Content-Security-Policy = %q", csp)
+			csp := h.Get("Content-Security-Policy")
+			if v, n := cspDirective(csp, "default-src"); n != 1 || v != "'self'" {
+				t.Errorf("Content-Security-Policy default-src = %q (%d times): %q", v, n, csp)
 			}
-			if got := h.Get("X-Frame-Options"); tt.wantXFO && got != "DENY" {
+			if v, n := cspDirective(csp, "frame-ancestors"); n != 1 || v != tt.wantAncestors {
+				t.Errorf("Content-Security-Policy frame-ancestors = %q (%d times), want %q: %q", v, n, tt.wantAncestors, csp)
+			}
+			// X-Frame-Options cannot name several origins: embed mode relies on the CSP alone.
+			if got := h.Get("X-Frame-Options"); !tt.mode.embed && got != "DENY" {
 				t.Errorf("X-Frame-Options = %q, want DENY", got)
-			} else if !tt.wantXFO && got != "" {
+			} else if tt.mode.embed && got != "" {
 				t.Errorf("X-Frame-Options = %q in embed mode, want none", got)
+			}
+			// HSTS only when PUBLIC_URL is https: on plain http it would be ignored, or pin a
+			// developer's localhost to https.
+			if got := h.Get("Strict-Transport-Security"); tt.mode.https && !strings.HasPrefix(got, "max-age=") {
+				t.Errorf("Strict-Transport-Security = %q, want max-age=...", got)
+			} else if !tt.mode.https && got != "" {
+				t.Errorf("Strict-Transport-Security = %q without https, want none", got)
 			}
 			if h.Get("X-Request-Id") == "" {
 				t.Error("no X-Request-Id")
 			}
 		})
+	}
+
+	// Embed mode without configured platform origins still lets only the app frame itself.
+	srv := httptest.NewServer(httpserver.New(httpserver.Deps{EmbedMode: true}).Handler())
+	defer srv.Close()
+	resp, _ := get(t, nil, srv.URL+"/", nil)
+	if v, _ := cspDirective(resp.Header.Get("Content-Security-Policy"), "frame-ancestors"); v != "'self'" {
+		t.Errorf("embed mode without origins: frame-ancestors = %q, want 'self'", v)
 	}
 }
 
@@ -576,14 +638,17 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	addr := ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var drainCalls atomic.Int32
-	drainStarted := make(chan struct{})
+	var beginCalls atomic.Int32
+	begun := make(chan struct{})
 	served := make(chan error, 1)
 	go func() {
-		served <- httpserver.Serve(ctx, httpserver.NewHTTPServer(h, slog.New(slog.DiscardHandler)), ln, 30*time.Second, func() {
-			if drainCalls.Add(1) == 1 {
-				close(drainStarted)
-			}
+		served <- httpserver.Serve(ctx, httpserver.NewHTTPServer(h, slog.New(slog.DiscardHandler)), ln, httpserver.ShutdownPlan{
+			Begin: func() {
+				if beginCalls.Add(1) == 1 {
+					close(begun)
+				}
+			},
+			Timeout: 30 * time.Second,
 		})
 	}()
 
@@ -613,11 +678,12 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	}
 	cancel()
 	select {
-	case <-drainStarted:
+	case <-begun:
 	case <-time.After(30 * time.Second):
-		t.Fatal("beforeDrain was not called")
+		t.Fatal("ShutdownPlan.Begin was not called")
 	}
-	// New connections are refused once draining has begun, while the old request is in flight.
+	// New connections are refused once draining has begun (no delay), while the old request is
+	// in flight.
 	waitFor(t, "new connections to be refused", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
@@ -644,8 +710,8 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Serve did not return")
 	}
-	if n := drainCalls.Load(); n != 1 {
-		t.Errorf("beforeDrain called %d times, want 1", n)
+	if n := beginCalls.Load(); n != 1 {
+		t.Errorf("Begin called %d times, want 1", n)
 	}
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
@@ -653,7 +719,111 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	}
 }
 
-// A drain that outlasts its timeout is an error, and the stuck connection is closed.
+// With a shutdown delay, readiness turns off first while the server keeps taking new
+// connections, so a load balancer has time to notice; only then does the listener close.
+func TestServeShutdownDelay(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, pgtest.NewDatabase(t))
+	// What happens during the delay is only checkable while the delay lasts. A machine too
+	// slow to make three local requests within it gets a longer delay, not a failure.
+	for _, delay := range []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second} {
+		if shutdownDelayScenario(t, st, delay) {
+			return
+		}
+		t.Logf("the %v delay ran out before the checks were done; trying a longer one", delay)
+	}
+	t.Fatal("could not check the shutdown delay even with a 30s delay")
+}
+
+// shutdownDelayScenario reports false when the delay ran out before the checks were done.
+func shutdownDelayScenario(t *testing.T, st *store.Store, delay time.Duration) bool {
+	t.Helper()
+	logger, _ := newLogger()
+	s := httpserver.New(httpserver.Deps{Store: st, Logger: logger})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	began := make(chan time.Time, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- httpserver.Serve(ctx, httpserver.NewHTTPServer(s.Handler(), logger), ln, httpserver.ShutdownPlan{
+			Begin: func() {
+				s.BeginShutdown()
+				began <- time.Now()
+			},
+			Delay:   delay,
+			Timeout: 30 * time.Second,
+		})
+	}()
+	// A fresh connection per request: the point is that the listener still takes new ones.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	fetch := func(path string) (int, string, error) {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	if code, body, err := fetch("/readyz"); err != nil || code != http.StatusOK {
+		t.Fatalf("/readyz before shutdown = %d %q %v, want 200", code, body, err)
+	}
+
+	cancel()
+	var begin time.Time
+	select {
+	case begin = <-began:
+	case err := <-served:
+		t.Fatalf("Serve returned %v before calling Begin", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("ShutdownPlan.Begin was not called")
+	}
+	checks := []struct {
+		path     string
+		wantCode int
+		wantBody string
+	}{
+		{"/readyz", http.StatusServiceUnavailable, "shutting down"},
+		{"/healthz", http.StatusOK, "ok"},
+		{"/", http.StatusOK, "Open this app from Untis"},
+	}
+	for _, c := range checks {
+		code, body, err := fetch(c.path)
+		if err != nil || code != c.wantCode || !strings.Contains(body, c.wantBody) {
+			if time.Since(begin) >= delay {
+				<-served
+				return false
+			}
+			t.Fatalf("GET %s during the shutdown delay = %d %q %v; want %d with %q", c.path, code, body, err, c.wantCode, c.wantBody)
+		}
+	}
+
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve returned %v, want nil", err)
+		}
+		// A lower bound only: the listener must not close before the delay is over.
+		if waited := time.Since(begin); waited < delay {
+			t.Errorf("Serve returned %v after Begin, before the %v delay was over", waited, delay)
+		}
+	case <-time.After(delay + 60*time.Second):
+		t.Fatal("Serve did not return after the delay")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the port still accepts connections after Serve returned")
+	}
+	return true
+}
+
+// A drain that outlasts its timeout returns ErrDrainTimeout, and the stuck connection is closed.
 func TestServeDrainTimeout(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})
@@ -662,32 +832,51 @@ func TestServeDrainTimeout(t *testing.T) {
 	var once sync.Once
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		once.Do(func() { close(started) })
-		<-release
+		<-release // never released while the test looks
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	served := make(chan error, 1)
 	go func() {
-		served <- httpserver.Serve(ctx, httpserver.NewHTTPServer(h, slog.New(slog.DiscardHandler)), ln, 50*time.Millisecond, nil)
+		// The handler never finishes, so any timeout runs out; a short one keeps the test fast.
+		served <- httpserver.Serve(ctx, httpserver.NewHTTPServer(h, slog.New(slog.DiscardHandler)), ln, httpserver.ShutdownPlan{Timeout: 50 * time.Millisecond})
 	}()
+	client := make(chan error, 1)
 	go func() {
 		resp, err := http.Get("http://" + ln.Addr().String() + "/stuck")
 		if err == nil {
+			_, err = io.ReadAll(resp.Body)
 			resp.Body.Close()
 		}
+		client <- err
 	}()
-	<-started
+	select {
+	case <-started:
+	case err := <-client:
+		t.Fatalf("the request ended before reaching the handler: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the request never reached the handler")
+	}
 	cancel()
 	select {
 	case err := <-served:
-		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Serve = %v, want a drain deadline error", err)
+		if !errors.Is(err, httpserver.ErrDrainTimeout) {
+			t.Errorf("Serve = %v, want ErrDrainTimeout", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Serve did not return after its drain timeout")
+	}
+	select {
+	case err := <-client:
+		if err == nil {
+			t.Error("the stuck request completed; want its connection closed")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stuck connection was not closed")
 	}
 }
 
@@ -699,8 +888,8 @@ func TestServeListenerError(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
-	err = httpserver.Serve(context.Background(), httpserver.NewHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler)), ln, time.Second, nil)
-	if err == nil {
-		t.Fatal("Serve on a closed listener returned nil")
+	err = httpserver.Serve(context.Background(), httpserver.NewHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler)), ln, httpserver.ShutdownPlan{Timeout: time.Second})
+	if err == nil || errors.Is(err, httpserver.ErrDrainTimeout) {
+		t.Fatalf("Serve on a closed listener = %v, want a listener error", err)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -201,7 +200,7 @@ func ensureTemplate(name string) error {
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %q`, name)); err != nil {
 		return fmt.Errorf("create template: %w", err)
 	}
-	m, err := store.NewMigrator(withDatabase(adminURL, name))
+	m, err := store.NewMigrator(ctx, withDatabase(adminURL, name))
 	if err != nil {
 		return err
 	}
@@ -215,12 +214,25 @@ func ensureTemplate(name string) error {
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %q WITH IS_TEMPLATE true`, name)); err != nil {
 		return fmt.Errorf("mark template: %w", err)
 	}
+	// Templates of earlier schemas are dead weight on a developer's long-lived cluster.
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'tmpl\_%' AND datname <> $1`, name)
+	if err == nil {
+		if old, err := pgx.CollectRows(rows, pgx.RowTo[string]); err == nil {
+			for _, n := range old {
+				_, _ = conn.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %q WITH IS_TEMPLATE false`, n))
+				_, _ = conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, n))
+			}
+		}
+	}
 	return nil
 }
 
 func startPrivateCluster() (string, error) {
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "pg.sh")
+	root, err := moduleRoot()
+	if err != nil {
+		return "", fmt.Errorf("DATABASE_URL is unset and %w", err)
+	}
+	script := filepath.Join(root, "scripts", "pg.sh")
 	cmd := exec.Command("bash", script, "up")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -228,6 +240,25 @@ func startPrivateCluster() (string, error) {
 		return "", fmt.Errorf("DATABASE_URL is unset and %s failed: %w", script, err)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// moduleRoot walks up from the working directory (go test runs in the package's directory) to
+// the go.mod, so it works under -trimpath too.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory, so scripts/pg.sh cannot be found")
+		}
+		dir = parent
+	}
 }
 
 // migrationsHash names the template after the schema, so a changed migration gets a new template.

@@ -1,14 +1,20 @@
 package store
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
+	"io/fs"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
-	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers the pgx5:// driver
+	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/untis-partner/server/migrations"
 )
@@ -16,42 +22,97 @@ import (
 // Migrator runs the embedded migrations. golang-migrate takes a PostgreSQL advisory lock, so
 // several replicas starting at once migrate one after the other.
 type Migrator struct {
-	m *migrate.Migrate
+	m   *migrate.Migrate
+	db  *sql.DB
+	ctx context.Context
 }
 
-// NewMigrator opens a migrator on databaseURL (a postgres:// URL).
-func NewMigrator(databaseURL string) (*Migrator, error) {
+// NewMigrator connects a migrator to databaseURL (any connection string pgx accepts). The
+// connection attempt gives up after 10 s unless the string sets its own connect_timeout, and
+// cancelling ctx stops a running migration between two steps.
+func NewMigrator(ctx context.Context, databaseURL string) (*Migrator, error) {
+	cfg, err := pgx.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, errors.New("migrate: DATABASE_URL is not a valid connection string")
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	db := stdlib.OpenDB(*cfg)
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate: connect: %w", err)
+	}
+	driver, err := migratepgx.WithInstance(db, &migratepgx.Config{})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
 	src, err := iofs.New(migrations.FS, ".")
 	if err != nil {
+		db.Close()
 		return nil, fmt.Errorf("migrate: read embedded migrations: %w", err)
 	}
-	u, err := url.Parse(databaseURL)
+	m, err := migrate.NewWithInstance("iofs", src, "pgx5", driver)
 	if err != nil {
-		return nil, errors.New("migrate: DATABASE_URL is not a valid URL")
+		db.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	u.Scheme = "pgx5"
-	m, err := migrate.NewWithSourceInstance("iofs", src, u.String())
-	if err != nil {
-		return nil, fmt.Errorf("migrate: connect: %s", redact(err.Error(), databaseURL))
-	}
-	return &Migrator{m: m}, nil
+	g := &Migrator{m: m, db: db, ctx: ctx}
+	go func() {
+		<-ctx.Done()
+		select {
+		case m.GracefulStop <- true:
+		default:
+		}
+	}()
+	return g, nil
 }
 
 // Up applies every pending migration. No change is not an error.
 func (g *Migrator) Up() error {
 	if err := g.m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("migrate up: %w", err)
+		return fmt.Errorf("migrate up: %w", g.explain(err))
 	}
 	return nil
 }
 
-// Down rolls back n migrations (n > 0).
+// Down rolls back n migrations. It refuses more steps than are applied, instead of rolling
+// everything back and then failing.
 func (g *Migrator) Down(n int) error {
 	if n <= 0 {
 		return errors.New("migrate down: N must be a positive number of steps")
 	}
-	if err := g.m.Steps(-n); err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("migrate down %d: %w", n, err)
+	applied, err := g.appliedSteps()
+	if err != nil {
+		return err
+	}
+	if n > applied {
+		return fmt.Errorf("migrate down %d: only %d migration(s) are applied", n, applied)
+	}
+	if err := g.m.Steps(-n); err != nil {
+		return fmt.Errorf("migrate down %d: %w", n, g.explain(err))
+	}
+	return nil
+}
+
+// Force sets the recorded schema version without running anything and clears the dirty flag:
+// the way out after a migration failed half-way and an operator repaired the schema by hand.
+func (g *Migrator) Force(version int) error {
+	if version < 0 {
+		return errors.New("migrate force: version must be 0 or more")
+	}
+	if version > 0 && !g.known(uint(version)) {
+		return fmt.Errorf("migrate force: there is no migration %d", version)
+	}
+	v := version
+	if v == 0 {
+		v = -1 // golang-migrate's "no version"
+	}
+	if err := g.m.Force(v); err != nil {
+		return fmt.Errorf("migrate force %d: %w", version, err)
 	}
 	return nil
 }
@@ -71,18 +132,60 @@ func (g *Migrator) Version() (version uint, dirty, ok bool, err error) {
 // Close releases the migrator's connection.
 func (g *Migrator) Close() error {
 	srcErr, dbErr := g.m.Close()
-	return errors.Join(srcErr, dbErr)
+	return errors.Join(srcErr, dbErr, g.db.Close())
 }
 
-// redact removes the password of databaseURL from a driver message.
-func redact(msg, databaseURL string) string {
-	u, err := url.Parse(databaseURL)
-	if err != nil || u.User == nil {
-		return msg
+// appliedSteps counts the embedded migrations up to and including the current version.
+func (g *Migrator) appliedSteps() (int, error) {
+	v, dirty, ok, err := g.Version()
+	if err != nil {
+		return 0, err
 	}
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-		msg = strings.ReplaceAll(msg, url.QueryEscape(pw), "xxxxx")
+	if dirty {
+		return 0, fmt.Errorf("migrate: the schema is dirty at version %d (a migration failed half-way); repair it, then run `migrate force %d`", v, v)
 	}
-	return msg
+	if !ok {
+		return 0, nil
+	}
+	n := 0
+	for _, mv := range embeddedVersions() {
+		if mv <= v {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (g *Migrator) known(v uint) bool {
+	for _, mv := range embeddedVersions() {
+		if mv == v {
+			return true
+		}
+	}
+	return false
+}
+
+// explain adds the way out to golang-migrate's terse errors.
+func (g *Migrator) explain(err error) error {
+	var dirty migrate.ErrDirty
+	if errors.As(err, &dirty) {
+		return fmt.Errorf("%w: a migration failed half-way; repair the schema, then run `migrate force %d` (the last version that is complete)", err, dirty.Version)
+	}
+	if g.ctx.Err() != nil {
+		return fmt.Errorf("%w (stopped: %v)", err, g.ctx.Err())
+	}
+	return err
+}
+
+// embeddedVersions lists the versions of the embedded up-migrations.
+func embeddedVersions() []uint {
+	names, _ := fs.Glob(migrations.FS, "*.up.sql")
+	var out []uint
+	for _, n := range names {
+		num, _, _ := strings.Cut(n, "_")
+		if v, err := strconv.ParseUint(num, 10, 64); err == nil {
+			out = append(out, uint(v))
+		}
+	}
+	return out
 }

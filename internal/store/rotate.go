@@ -132,21 +132,24 @@ func (s *Store) rotateColumn(ctx context.Context, col sealedColumn, batchSize in
 		if len(batch) == 0 {
 			return cr, nil
 		}
+		// Count into a batch tally, added to the report only once the batch has committed.
+		var b ColumnRotation
 		err = s.inTx(ctx, func(tx pgx.Tx) error {
+			b = ColumnRotation{}
 			for _, r := range batch {
-				cr.Scanned++
+				b.Scanned++
 				need, err := s.keyring.NeedsRotation(r.sealed)
 				if err != nil {
-					cr.Unreadable++
+					b.Unreadable++
 					continue
 				}
 				if !need {
-					cr.Current++
+					b.Current++
 					continue
 				}
 				resealed, err := s.keyring.Reseal(r.sealed, r.tenantID, col.ad)
 				if err != nil {
-					cr.Unreadable++
+					b.Unreadable++
 					continue
 				}
 				args := append([]any{resealed, r.sealed}, r.key...)
@@ -155,9 +158,9 @@ func (s *Store) rotateColumn(ctx context.Context, col sealedColumn, batchSize in
 					return fmt.Errorf("update: %w", err)
 				}
 				if tag.RowsAffected() == 1 {
-					cr.Rotated++
+					b.Rotated++
 				} else {
-					cr.Raced++
+					b.Raced++
 				}
 			}
 			return nil
@@ -165,6 +168,11 @@ func (s *Store) rotateColumn(ctx context.Context, col sealedColumn, batchSize in
 		if err != nil {
 			return cr, fmt.Errorf("rotate %s: %w", cr.Column, err)
 		}
+		cr.Scanned += b.Scanned
+		cr.Rotated += b.Rotated
+		cr.Current += b.Current
+		cr.Unreadable += b.Unreadable
+		cr.Raced += b.Raced
 		if progress != nil {
 			progress(cr)
 		}
