@@ -64,11 +64,18 @@ export UNTIS_WEBHOOK_KEYS
 pids=()
 cleanup() {
   trap - INT TERM EXIT
-  if [ "${#pids[@]}" -gt 0 ]; then
-    say "stopping the server and the simulator (PostgreSQL keeps running; make db-stop stops it)"
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+  local alive=() pid
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+  done
+  if [ "${#alive[@]}" -gt 0 ]; then
+    kill -TERM "${alive[@]}" 2>/dev/null || true
+    wait "${alive[@]}" 2>/dev/null || true
   fi
+  if [ "${#pids[@]}" -gt 0 ]; then
+    say "stopped the server and the simulator (PostgreSQL keeps running; make db-stop stops it)"
+  fi
+  pids=()
 }
 stopping=""
 trap 'stopping=1; cleanup; exit 0' INT TERM
@@ -118,8 +125,7 @@ READY
 # Ctrl-C reaches the whole process group: the server and the simulator stop on their own (exit 0)
 # and wait returns before our trap runs; that is a normal stop, not a crash.
 if wait -n "${pids[@]}" && [ -z "$stopping" ]; then
-  sleep 0.2 # let the other process finish its own shutdown
-  say "stopped"
+  cleanup
   exit 0
 fi
 [ -n "$stopping" ] && exit 0
