@@ -13,23 +13,28 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-type ctxKey int
+type ctxKey struct{}
 
-const (
-	ctxRequestID ctxKey = iota
-	ctxClientIP
-)
+// requestInfo is what requestContext learns about a request; one context value, one allocation.
+type requestInfo struct {
+	id       string
+	clientIP string
+}
 
 // RequestID returns the id of the request that ctx belongs to ("" outside a request).
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxRequestID).(string)
-	return id
+	if ri, ok := ctx.Value(ctxKey{}).(*requestInfo); ok {
+		return ri.id
+	}
+	return ""
 }
 
 // ClientIP returns the client address of the request, as resolved by requestContext.
 func ClientIP(ctx context.Context) string {
-	ip, _ := ctx.Value(ctxClientIP).(string)
-	return ip
+	if ri, ok := ctx.Value(ctxKey{}).(*requestInfo); ok {
+		return ri.clientIP
+	}
+	return ""
 }
 
 // requestContext gives every request an id (echoed in X-Request-Id, for support) and its client
@@ -43,9 +48,8 @@ func (s *Server) requestContext(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), ctxRequestID, id)
-		ctx = context.WithValue(ctx, ctxClientIP, clientIP(r, s.trusted))
-		next.ServeHTTP(w, r.WithContext(ctx))
+		ri := &requestInfo{id: id, clientIP: clientIP(r, s.trusted)}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri)))
 	})
 }
 
