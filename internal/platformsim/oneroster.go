@@ -400,21 +400,31 @@ func (o Org) withHrefs(base string) Org {
 	return o
 }
 
-func userPage(base string, page []*User) []User {
-	out := make([]User, len(page))
-	for i, u := range page {
-		out[i] = u.withHrefs(base)
-	}
-	return out
+// rosterObject is a OneRoster object the list endpoints page over: it has fields to filter and
+// sort by, and hrefs to fill in.
+type rosterObject[T any] interface {
+	*T
+	fielder
+	withHrefs(base string) T
 }
 
-func writeUsers(w http.ResponseWriter, r *http.Request, c *apiCall, users []*User) int {
-	lq, status := parseListQuery(w, r, (&User{}).field)
+// writeList answers a OneRoster collection request: filter, sort and page items by the request's
+// parameters, and write the page in the {"<key>": [...]} envelope.
+func writeList[T any, P rosterObject[T]](w http.ResponseWriter, r *http.Request, c *apiCall, key string, items []P) int {
+	lq, status := parseListQuery(w, r, P(new(T)).field)
 	if status != 0 {
 		return status
 	}
-	page := selectPage(users, lq)
-	return writeEnvelope(w, "users", userPage(c.base, page))
+	page := selectPage(items, lq)
+	out := make([]T, len(page))
+	for i, it := range page {
+		out[i] = it.withHrefs(c.base)
+	}
+	return writeEnvelope(w, key, out)
+}
+
+func writeUsers(w http.ResponseWriter, r *http.Request, c *apiCall, users []*User) int {
+	return writeList(w, r, c, "users", users)
 }
 
 func listUsers(role string) apiHandler {
@@ -451,16 +461,7 @@ func listClasses(w http.ResponseWriter, r *http.Request, c *apiCall) int {
 }
 
 func writeClasses(w http.ResponseWriter, r *http.Request, c *apiCall, classes []*Class) int {
-	lq, status := parseListQuery(w, r, (&Class{}).field)
-	if status != 0 {
-		return status
-	}
-	page := selectPage(classes, lq)
-	out := make([]Class, len(page))
-	for i, cl := range page {
-		out[i] = cl.withHrefs(c.base)
-	}
-	return writeEnvelope(w, "classes", out)
+	return writeList(w, r, c, "classes", classes)
 }
 
 func getClass(w http.ResponseWriter, r *http.Request, c *apiCall) int {
@@ -491,16 +492,7 @@ func classMembers(role string) apiHandler {
 }
 
 func listEnrollments(w http.ResponseWriter, r *http.Request, c *apiCall) int {
-	lq, status := parseListQuery(w, r, (&Enrollment{}).field)
-	if status != 0 {
-		return status
-	}
-	page := selectPage(ptrs(c.roster.enrollments), lq)
-	out := make([]Enrollment, len(page))
-	for i, e := range page {
-		out[i] = e.withHrefs(c.base)
-	}
-	return writeEnvelope(w, "enrollments", out)
+	return writeList(w, r, c, "enrollments", ptrs(c.roster.enrollments))
 }
 
 func getEnrollment(w http.ResponseWriter, r *http.Request, c *apiCall) int {
@@ -514,16 +506,7 @@ func getEnrollment(w http.ResponseWriter, r *http.Request, c *apiCall) int {
 
 // OneRoster 1.1 answers the schools endpoints with the orgs envelope.
 func listOrgs(w http.ResponseWriter, r *http.Request, c *apiCall) int {
-	lq, status := parseListQuery(w, r, (&Org{}).field)
-	if status != 0 {
-		return status
-	}
-	page := selectPage([]*Org{&c.roster.org}, lq)
-	out := make([]Org, len(page))
-	for i, o := range page {
-		out[i] = o.withHrefs(c.base)
-	}
-	return writeEnvelope(w, "orgs", out)
+	return writeList(w, r, c, "orgs", []*Org{&c.roster.org})
 }
 
 func getOrg(w http.ResponseWriter, r *http.Request, c *apiCall) int {
