@@ -35,6 +35,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // seedCredentials stores versions credential versions for each of tenants tenants, sealed
 // under the store's keyring.
+// rotationResult is what a RotateKeys run started by rotateUntilBlocked returns.
+type rotationResult struct {
+	report store.RotationReport
+	err    error
+}
+
+// rotateUntilBlocked starts RotateKeys (batches of 10) and returns once it waits for a row lock
+// that the test holds in an open transaction; observer is a second store on the same database.
+func rotateUntilBlocked(t *testing.T, ctx context.Context, rs, observer *store.Store) <-chan rotationResult {
+	t.Helper()
+	done := make(chan rotationResult, 1)
+	go func() {
+		r, err := rs.RotateKeys(ctx, 10, nil)
+		done <- rotationResult{r, err}
+	}()
+	waitFor(t, "rotate-keys to wait for the row lock", func() bool {
+		select {
+		case r := <-done:
+			t.Fatalf("rotate-keys finished while a row was locked: %+v %v", r.report, r.err)
+		default:
+		}
+		var waiting int
+		if err := observer.Pool().QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting > 0
+	})
+	return done
+}
+
 func seedCredentials(t *testing.T, s *store.Store, tenants, versions int) {
 	t.Helper()
 	ctx := context.Background()
@@ -206,32 +237,11 @@ func TestRotateKeysLeavesAConcurrentWriteAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	type result struct {
-		report store.RotationReport
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, err := rs.RotateKeys(ctx, 10, nil)
-		done <- result{r, err}
-	}()
-	waitFor(t, "rotate-keys to wait for the writer's row lock", func() bool {
-		select {
-		case r := <-done:
-			t.Fatalf("rotate-keys finished while the row was locked: %+v %v", r.report, r.err)
-		default:
-		}
-		var waiting int
-		if err := observer.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		return waiting > 0
-	})
+	done := rotateUntilBlocked(t, ctx, rs, observer)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var res result
+	var res rotationResult
 	select {
 	case res = <-done:
 	case <-time.After(60 * time.Second):
@@ -292,30 +302,9 @@ func TestRotateKeysCountsOnlyCommittedBatches(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		report store.RotationReport
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, err := rs.RotateKeys(runCtx, 10, nil)
-		done <- result{r, err}
-	}()
-	waitFor(t, "rotate-keys to wait for the row lock", func() bool {
-		select {
-		case r := <-done:
-			t.Fatalf("rotate-keys finished while a row was locked: %+v %v", r.report, r.err)
-		default:
-		}
-		var waiting int
-		if err := observer.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		return waiting > 0
-	})
+	done := rotateUntilBlocked(t, runCtx, rs, observer)
 	cancel()
-	var res result
+	var res rotationResult
 	select {
 	case res = <-done:
 	case <-time.After(60 * time.Second):
