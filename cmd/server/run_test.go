@@ -517,23 +517,6 @@ func TestServeListenAddrInUse(t *testing.T) {
 	}
 }
 
-// tenantsTable says whether the schema's tables are there.
-func tenantsTable(t *testing.T, databaseURL string) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('public.tenants') IS NOT NULL`).Scan(&ok); err != nil {
-		t.Fatal(err)
-	}
-	return ok
-}
-
 func TestMigrateCommands(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewEmptyDatabase(t)
@@ -603,7 +586,7 @@ func TestMigrateCommands(t *testing.T) {
 			t.Errorf("%v printed %q, want %q", s.args, stdout.String(), s.wantOut)
 		}
 		if s.tables != 0 {
-			if got := tenantsTable(t, dbURL); got != (s.tables == present) {
+			if got := pgtest.HasTable(t, dbURL, "tenants"); got != (s.tables == present) {
 				t.Errorf("after %v: tables present = %v, want %v", s.args, got, s.tables == present)
 			}
 		}

@@ -113,6 +113,24 @@ func ServerURL(t testing.TB) string {
 	return adminURL.String()
 }
 
+// HasTable says whether the public schema of the database at databaseURL has table, read over a
+// connection of its own (so it sees only committed state).
+func HasTable(t testing.TB, databaseURL, table string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, "public."+table).Scan(&ok); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return ok
+}
+
 func setup() error {
 	raw := os.Getenv("DATABASE_URL")
 	if raw == "" {

@@ -37,23 +37,6 @@ func newMigrator(t *testing.T, databaseURL string) *store.Migrator {
 	return m
 }
 
-// hasTable says whether the schema's first table is there, read over a connection of its own.
-func hasTable(t *testing.T, databaseURL, table string) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, "public."+table).Scan(&ok); err != nil {
-		t.Fatal(err)
-	}
-	return ok
-}
-
 func execSQL(t *testing.T, databaseURL, sql string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -104,9 +87,9 @@ func TestMigratorDownRefusesMoreThanApplied(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.migrated {
-				if !ok || dirty || int(v) < n || !hasTable(t, dbURL, "tenants") {
+				if !ok || dirty || int(v) < n || !pgtest.HasTable(t, dbURL, "tenants") {
 					t.Errorf("after the refused Down: version %d ok=%v dirty=%v, tenants table %v; want everything intact",
-						v, ok, dirty, hasTable(t, dbURL, "tenants"))
+						v, ok, dirty, pgtest.HasTable(t, dbURL, "tenants"))
 				}
 			} else if ok {
 				t.Errorf("empty database has version %d after the refused Down", v)
@@ -170,7 +153,7 @@ func TestMigratorDirtyAndForce(t *testing.T) {
 			t.Fatalf("%s: version %s, want %s", s.name, got, s.wantVersion)
 		}
 		// Force never runs a migration: the schema itself is untouched throughout.
-		if !hasTable(t, dbURL, "tenants") {
+		if !pgtest.HasTable(t, dbURL, "tenants") {
 			t.Fatalf("%s: the tenants table is gone", s.name)
 		}
 	}
@@ -178,7 +161,7 @@ func TestMigratorDirtyAndForce(t *testing.T) {
 	if err := m.Down(embeddedMigrations(t)); err != nil {
 		t.Fatal(err)
 	}
-	if hasTable(t, dbURL, "tenants") {
+	if pgtest.HasTable(t, dbURL, "tenants") {
 		t.Error("tenants table still there after migrating all the way down")
 	}
 }
