@@ -98,7 +98,7 @@ func TestValidRequestID(t *testing.T) {
 	if id := newRequestID(); !validRequestID(id) || len(id) != 24 {
 		t.Errorf("newRequestID() = %q", id)
 	}
-	if newRequestID() == newRequestID() {
-		t.Error("newRequestID repeats")
+	if a, b := newRequestID(), newRequestID(); a == b {
+		t.Errorf("newRequestID repeats: %q twice", a)
 	}
 }

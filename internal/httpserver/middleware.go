@@ -98,6 +98,9 @@ func (s *Server) record(r *http.Request, sw *statusWriter, elapsed time.Duration
 	case route == "/healthz" || route == "/readyz" || route == "/metrics":
 		level = slog.LevelDebug // probes every few seconds would drown the log
 	}
+	if !s.log.Enabled(r.Context(), level) {
+		return // the probes' lines are usually off: skip building them
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", RequestID(r.Context())),
 		slog.String("method", r.Method),

@@ -22,9 +22,10 @@ import (
 // Migrator runs the embedded migrations. golang-migrate takes a PostgreSQL advisory lock, so
 // several replicas starting at once migrate one after the other.
 type Migrator struct {
-	m   *migrate.Migrate
-	db  *sql.DB
-	ctx context.Context
+	m      *migrate.Migrate
+	db     *sql.DB
+	ctx    context.Context
+	closed chan struct{} // ends the goroutine that forwards ctx's cancellation
 }
 
 // NewMigrator connects a migrator to databaseURL (any connection string pgx accepts). The
@@ -60,12 +61,15 @@ func NewMigrator(ctx context.Context, databaseURL string) (*Migrator, error) {
 		db.Close()
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	g := &Migrator{m: m, db: db, ctx: ctx}
+	g := &Migrator{m: m, db: db, ctx: ctx, closed: make(chan struct{})}
 	go func() {
-		<-ctx.Done()
 		select {
-		case m.GracefulStop <- true:
-		default:
+		case <-ctx.Done():
+			select {
+			case m.GracefulStop <- true:
+			default:
+			}
+		case <-g.closed:
 		}
 	}()
 	return g, nil
@@ -131,6 +135,7 @@ func (g *Migrator) Version() (version uint, dirty, ok bool, err error) {
 
 // Close releases the migrator's connection.
 func (g *Migrator) Close() error {
+	close(g.closed)
 	srcErr, dbErr := g.m.Close()
 	return errors.Join(srcErr, dbErr, g.db.Close())
 }
