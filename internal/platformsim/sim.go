@@ -88,6 +88,9 @@ type Config struct {
 	// password from it instead of drawing random ones, so a restarted
 	// simulator (make run) keeps the credentials the partner stored.
 	DemoSeed []byte
+	// TokenLifetime is how long access tokens live (expires_in); default
+	// AccessTokenLifetime, the platform's documented 3 minutes.
+	TokenLifetime time.Duration
 }
 
 // Sim is a simulated Untis Platform. It is safe for concurrent use.
@@ -102,6 +105,7 @@ type Sim struct {
 	log              *slog.Logger
 	includeIss       bool
 	demoSeed         []byte
+	tokenLifetime    time.Duration
 
 	baseURL    atomic.Pointer[string]
 	partnerURL atomic.Pointer[string]
@@ -139,6 +143,7 @@ func New(cfg Config) (*Sim, error) {
 		log:              cfg.Logger,
 		includeIss:       cfg.IncludeIssParam,
 		demoSeed:         cfg.DemoSeed,
+		tokenLifetime:    cfg.TokenLifetime,
 		tenants:          make(map[string]*tenant),
 		codes:            make(map[string]*authCode),
 		tokens:           make(map[string]*accessToken),
@@ -146,6 +151,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if s.clock == nil {
 		s.clock = time.Now
+	}
+	if s.tokenLifetime <= 0 {
+		s.tokenLifetime = AccessTokenLifetime
 	}
 	if s.client == nil {
 		s.client = &http.Client{Timeout: 10 * time.Second}

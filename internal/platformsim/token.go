@@ -3,6 +3,7 @@ package platformsim
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -229,7 +230,7 @@ func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, c
 	epoch := s.tenants[tid].tokenEpoch
 	s.tokens[token] = &accessToken{
 		tenantID: tid, kind: TokenKindAccessToken, userID: c.userID, scope: c.scope,
-		expires: now.Add(AccessTokenLifetime), epoch: epoch,
+		expires: now.Add(s.tokenLifetime), epoch: epoch,
 	}
 	// The id_token is remembered too, so that as a bearer token it dies
 	// with RevokeTokens, deactivation and code replay like the access
@@ -258,7 +259,7 @@ func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, c
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: token, TokenType: "Bearer", ExpiresIn: int(AccessTokenLifetime / time.Second),
+		AccessToken: token, TokenType: "Bearer", ExpiresIn: int(s.tokenLifetime / time.Second),
 		IDToken: idToken, Scope: scope,
 	})
 }
@@ -316,7 +317,7 @@ func (s *Sim) clientCredentials(w http.ResponseWriter, r *http.Request, tid stri
 	s.mu.Lock()
 	s.tokens[token] = &accessToken{
 		tenantID: tid, kind: TokenKindClientCredentials, scope: scope,
-		expires: now.Add(AccessTokenLifetime), epoch: s.tenants[tid].tokenEpoch,
+		expires: now.Add(s.tokenLifetime), epoch: s.tenants[tid].tokenEpoch,
 	}
 	s.noteIssuedLocked(now)
 	s.mu.Unlock()
@@ -324,6 +325,30 @@ func (s *Sim) clientCredentials(w http.ResponseWriter, r *http.Request, tid stri
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: token, TokenType: "Bearer", ExpiresIn: int(AccessTokenLifetime / time.Second), Scope: scope,
+		AccessToken: token, TokenType: "Bearer", ExpiresIn: int(s.tokenLifetime / time.Second), Scope: scope,
 	})
+}
+
+// IssueUserToken issues an access token for a user of tenantID as a login
+// with scope "openid roster-core.readonly" would, without the browser
+// round trip: for tests of API calls in a user's context.
+func (s *Sim) IssueUserToken(tenantID, userID string) (string, error) {
+	token := randomToken(32)
+	now := s.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tenants[tenantID]
+	if t == nil {
+		return "", ErrUnknownTenant
+	}
+	if _, ok := t.roster.userIdx[userID]; !ok {
+		return "", fmt.Errorf("platformsim: tenant %s has no user %q", tenantID, userID)
+	}
+	s.tokens[token] = &accessToken{
+		tenantID: tenantID, kind: TokenKindAccessToken, userID: userID,
+		scope: ScopeOpenID + " " + ScopeRosterCoreReadonly,
+		expires: now.Add(s.tokenLifetime), epoch: t.tokenEpoch,
+	}
+	s.noteIssuedLocked(now)
+	return token, nil
 }

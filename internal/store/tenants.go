@@ -109,11 +109,15 @@ func (s *Store) AddCredentials(ctx context.Context, tenantID string, c Credentia
 			}
 			return err
 		}
-		return tx.QueryRow(ctx, `
+		err := tx.QueryRow(ctx, `
 			INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source)
 			SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
 			FROM tenant_credentials WHERE tenant_id = $1
 			RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version)
+		if err != nil {
+			return err
+		}
+		return notifyTenantChanged(ctx, tx, tenantID)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("add credentials for tenant %s: %w", tenantID, err)

@@ -1,0 +1,190 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxResponseBody bounds a successful API response (a 1,000-user OneRoster page is about 1 MiB).
+const maxResponseBody = 32 << 20
+
+// maxErrorBody bounds what we read of an error response.
+const maxErrorBody = 64 << 10
+
+// GetJSON calls GET {UNTIS_API_URL}{path}?{query} and decodes the JSON answer into out. path
+// must be one of the platform's API paths (OneRoster or REST); the school's token (or the user's,
+// for a ForUser client) is sent. endpoint names the family for metrics (e.g. "rest.timetable").
+//
+// A 401 with the school's token is answered by fetching a new token once and retrying once. 429,
+// 5xx and network failures are retried with backoff, honouring Retry-After.
+func (cl Client) GetJSON(ctx context.Context, endpoint, path string, query url.Values, out any) error {
+	if !strings.HasPrefix(path, "/ims/oneroster/") && !strings.HasPrefix(path, "/WebUntis/api/rest/") {
+		return fmt.Errorf("platform: %q is not a platform API path", path)
+	}
+	if err := checkTenantID(cl.tenantID); err != nil {
+		return err
+	}
+	target := cl.c.base + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	body, err := cl.get(ctx, endpoint, path, target)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return &APIError{Kind: ErrUnavailable, TenantID: cl.tenantID, Method: http.MethodGet, Endpoint: endpoint,
+			Path: path, Status: http.StatusOK, Err: fmt.Errorf("the response is not the JSON the API documents: %w", err)}
+	}
+	return nil
+}
+
+// get runs one GET with the retry rules and returns the body of the 200 answer.
+func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte, error) {
+	c := cl.c
+	var st *tenantState
+	if cl.userToken == "" {
+		st = c.state(cl.tenantID)
+	}
+	refetched := false
+	for attempt := 1; ; attempt++ {
+		var tok *cachedToken
+		authorization := "Bearer " + cl.userToken
+		if st != nil {
+			var err error
+			if tok, err = c.authorization(ctx, st); err != nil {
+				return nil, err
+			}
+			authorization = tok.authorization
+		}
+		body, apiErr := cl.send(ctx, endpoint, path, target, authorization)
+		if apiErr == nil {
+			if st != nil {
+				c.healthy(ctx, st)
+			}
+			return body, nil
+		}
+		if apiErr.Kind == ErrUnauthorized {
+			c.m.unauthorized.Inc()
+			if st == nil {
+				return nil, apiErr // a user's token: the caller decides (re-login, or the school's token)
+			}
+			if !refetched {
+				// The platform may invalidate a token at any time: fetch a fresh one, once.
+				st.drop(tok)
+				refetched = true
+				continue
+			}
+			return nil, c.refused(ctx, st, tok, apiErr)
+		}
+		if st != nil && apiErr.Status != 0 && apiErr.Status < 500 && apiErr.Kind != ErrRateLimited {
+			c.healthy(ctx, st) // the platform took the token; the call itself was refused
+		}
+		wait, retry := cl.retryWait(ctx, apiErr, attempt)
+		if !retry {
+			return nil, apiErr
+		}
+		c.m.retries.Inc()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, apiErr
+		case <-t.C:
+		}
+	}
+}
+
+// retryWait decides whether a failed idempotent call is tried again, and after how long.
+func (cl Client) retryWait(ctx context.Context, e *APIError, attempt int) (time.Duration, bool) {
+	tu := cl.c.tuning
+	if attempt >= tu.maxAttempts || (e.Kind != ErrRateLimited && e.Kind != ErrUnavailable) {
+		return 0, false
+	}
+	if e.Status == 0 && errors.Is(e.Err, context.Canceled) {
+		return 0, false // the caller gave up
+	}
+	wait := jitter(tu.retryBase, tu.maxRetryAfter, attempt)
+	if e.RetryAfter > 0 {
+		if e.RetryAfter > tu.maxRetryAfter {
+			return 0, false // the platform asks for longer than a caller should wait
+		}
+		wait = e.RetryAfter
+	}
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		return 0, false
+	}
+	return wait, true
+}
+
+// send makes one attempt.
+func (cl Client) send(ctx context.Context, endpoint, path, target, authorization string) ([]byte, *APIError) {
+	c := cl.c
+	ctx, cancel := context.WithTimeout(ctx, c.tuning.requestTimeout)
+	defer cancel()
+	fail := func(kind error, status int, err error) *APIError {
+		return &APIError{Kind: kind, TenantID: cl.tenantID, Method: http.MethodGet, Endpoint: endpoint,
+			Path: path, Status: status, Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, fail(ErrBadRequest, 0, err)
+	}
+	req.Header.Set("Authorization", authorization)
+	req.Header.Set("Accept", "application/json")
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.m.observe(endpoint, outcomeNetwork, time.Since(start))
+		return nil, fail(ErrUnavailable, 0, transportError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
+		elapsed := time.Since(start)
+		switch {
+		case err != nil:
+			c.m.observe(endpoint, outcomeNetwork, elapsed)
+			return nil, fail(ErrUnavailable, 0, transportError(err))
+		case len(body) > maxResponseBody:
+			c.m.observe(endpoint, outcomeInvalid, elapsed)
+			return nil, fail(ErrUnavailable, resp.StatusCode, fmt.Errorf("the response is larger than %d MiB", maxResponseBody>>20))
+		}
+		c.m.observe(endpoint, outcomeOK, elapsed)
+		return body, nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	kind := kindOf(resp.StatusCode)
+	if resp.StatusCode < 400 {
+		// A redirect (never followed) or another non-200 success: not what the API promises.
+		kind = ErrUnavailable
+	}
+	c.m.observe(endpoint, outcomeFor(kind), time.Since(start))
+	e := fail(kind, resp.StatusCode, nil)
+	e.Code, e.Message = errorBody(body, resp.Header)
+	e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
+	return nil, e
+}
+
+// transportError keeps a transport failure's cause without the URL that *url.Error prefixes
+// (the URL may carry a filter with a user's name in it; the APIError names the path already).
+func transportError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("timeout: %w", err)
+	}
+	return err
+}

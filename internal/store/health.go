@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// MarkCredentialsFailing records that the platform refused the tenant's credentials: the time of
+// the first refusal is kept while the failure lasts, the reason is the newest one. The operator
+// console and /metrics read it. It reports whether the tenant exists.
+func (s *Store) MarkCredentialsFailing(ctx context.Context, tenantID, reason string, at time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE tenants SET
+			credentials_failing_since = COALESCE(credentials_failing_since, $2),
+			credentials_failure_reason = $3,
+			updated_at = now()
+		WHERE tenant_id = $1`, tenantID, at, truncateReason(reason))
+	if err != nil {
+		return false, fmt.Errorf("mark credentials of tenant %s failing: %w", tenantID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ClearCredentialsFailing removes the failing mark after the platform accepted the credentials
+// again. It writes nothing when there is no mark, so calling it after every recovery is cheap.
+func (s *Store) ClearCredentialsFailing(ctx context.Context, tenantID string) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE tenants SET credentials_failing_since = NULL, credentials_failure_reason = '', updated_at = now()
+		WHERE tenant_id = $1 AND (credentials_failing_since IS NOT NULL OR credentials_failure_reason <> '')`, tenantID)
+	if err != nil {
+		return fmt.Errorf("clear failing mark of tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// CountCredentialsFailing returns how many tenants that are not deactivated or deleted have
+// failing credentials, for /metrics.
+func (s *Store) CountCredentialsFailing(ctx context.Context) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `
+		SELECT count(*) FROM tenants
+		WHERE credentials_failing_since IS NOT NULL AND state IN ('pending_setup', 'active')`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count tenants with failing credentials: %w", err)
+	}
+	return n, nil
+}
+
+// maxReasonLen bounds a failure reason: it quotes the platform, which we do not control.
+const maxReasonLen = 500
+
+func truncateReason(s string) string {
+	if len(s) <= maxReasonLen {
+		return s
+	}
+	// Cut on a rune boundary so the column stays valid UTF-8.
+	cut := maxReasonLen
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}
