@@ -346,7 +346,7 @@ func (s *Sim) IssueUserToken(tenantID, userID string) (string, error) {
 	}
 	s.tokens[token] = &accessToken{
 		tenantID: tenantID, kind: TokenKindAccessToken, userID: userID,
-		scope: ScopeOpenID + " " + ScopeRosterCoreReadonly,
+		scope:   ScopeOpenID + " " + ScopeRosterCoreReadonly,
 		expires: now.Add(s.tokenLifetime), epoch: t.tokenEpoch,
 	}
 	s.noteIssuedLocked(now)
