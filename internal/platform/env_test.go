@@ -23,7 +23,7 @@ import (
 
 // env is one test's world: a simulated platform, a real database, and the clients under test.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	sim     *platformsim.Sim
 	simURL  string
 	store   *store.Store
@@ -47,7 +47,7 @@ func testKeyring(t testing.TB) *secret.Keyring {
 	return kr
 }
 
-func newEnv(t *testing.T, o options) *env {
+func newEnv(t testing.TB, o options) *env {
 	t.Helper()
 	e := &env{t: t}
 	// Webhooks the simulator sends (RESET, ...) land in a small receiver that stores the

@@ -232,7 +232,7 @@ func errorBody(body []byte, header http.Header) (code, message string) {
 			code, message = rawCode(v.Code), v.Message
 		}
 	}
-	if code == "" {
+	if code == "" && message == "" {
 		// RFC 6750: a 401 may say why only in its challenge.
 		code, message = bearerChallenge(header.Get("WWW-Authenticate"))
 	}
