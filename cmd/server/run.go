@@ -14,6 +14,7 @@ import (
 	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/httpserver"
 	"github.com/untis-partner/server/internal/metrics"
+	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/store"
 )
 
@@ -29,6 +30,7 @@ commands:
   migrate version       print the schema version
   migrate force V       record version V without running anything (after repairing a failed migration)
   rotate-keys           re-encrypt every stored secret under the active ENCRYPTION_KEYS key
+  check-tenant ID       fetch a token with school ID's stored credentials and read it from OneRoster
   healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
   version               print the build version
 
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return migrateCmd(ctx, args, getenv, stdout)
 	case "rotate-keys":
 		return rotateKeys(ctx, getenv, stdout)
+	case "check-tenant":
+		return checkTenant(ctx, args, getenv, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "version":
@@ -104,6 +108,26 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	defer st.Close()
 
 	reg := metrics.NewRegistry()
+	platformClients, err := platform.New(platform.Config{
+		BaseURL: cfg.UntisAPIURL, Store: st, Logger: log, Metrics: reg,
+	})
+	if err != nil {
+		return err
+	}
+	// Credential changes made by any replica drop this replica's cached tokens at once. The
+	// listener outlives ctx (cancelled at the first signal) so that it keeps working while the
+	// server drains; it stops when serve returns.
+	listenCtx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		platformClients.Listen(listenCtx)
+	}()
+	defer func() {
+		stopListening()
+		<-listening
+	}()
+
 	srv := httpserver.New(httpserver.Deps{
 		Store:           st,
 		Logger:          log,

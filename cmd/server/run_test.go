@@ -214,6 +214,13 @@ func TestServeStartsAndStops(t *testing.T) {
 		!strings.Contains(body, "http_requests_total") || !strings.Contains(body, "db_pool_max_connections") || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics = %d:\n%s", code, body)
 	}
+	// The platform clients are wired in, and their listener for other replicas' credential
+	// changes connects.
+	waitFor(t, "the tenant change listener", func() bool {
+		_, body := httpGet(t, base+"/metrics")
+		return strings.Contains(body, "platform_tenant_listener_connected 1") &&
+			strings.Contains(body, "platform_tenants_credentials_failing 0")
+	})
 	resp, err := http.Get(base + "/")
 	if err != nil {
 		t.Fatal(err)
