@@ -138,3 +138,30 @@ func TestErrorsAreBranchable(t *testing.T) {
 		}
 	}
 }
+
+// FuzzErrorBody: whatever the platform answers, reading its error never panics and never keeps
+// more than the bounds or a control character.
+func FuzzErrorBody(f *testing.F) {
+	for _, seed := range []struct{ body, challenge string }{
+		{`{"statusInfoSet":[{"imsx_codeMinor":"unknown_object","imsx_description":"no such user"}]}`, ""},
+		{`{"code":404,"message":"The Person could not be found."}`, ""},
+		{`{"code":"x","message":"y"}`, ""},
+		{`{"error":"invalid_token","error_description":"Error message."}`, ""},
+		{``, `Bearer realm="r", error="invalid_token", error_description="a, \"b\""`},
+		{`<html>`, `Basic realm="x"`},
+		{`{"statusInfoSet":[]}`, `Bearer error="`},
+	} {
+		f.Add([]byte(seed.body), seed.challenge)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, challenge string) {
+		code, msg := errorBody(body, http.Header{"Www-Authenticate": {challenge}})
+		if len(code) > 64+len("…") || len(msg) > maxMessageLen+len("…") {
+			t.Fatalf("unbounded: %d, %d bytes", len(code), len(msg))
+		}
+		for _, r := range code + msg {
+			if r < 0x20 || r == 0x7f {
+				t.Fatalf("control character %U kept", r)
+			}
+		}
+	})
+}
