@@ -309,13 +309,17 @@ func clean(s string, limit int) string {
 	return s
 }
 
+// maxRetryAfterSeconds bounds a Retry-After so that converting it cannot overflow: a day is
+// longer than anything this client waits for anyway.
+const maxRetryAfterSeconds = 24 * 3600
+
 // retryAfter reads a Retry-After header: seconds or an HTTP date.
 func retryAfter(h string, now time.Time) time.Duration {
 	if h == "" {
 		return 0
 	}
 	if n, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
+		return time.Duration(min(n, maxRetryAfterSeconds)) * time.Second
 	}
 	if t, err := http.ParseTime(h); err == nil && t.After(now) {
 		return t.Sub(now)

@@ -66,7 +66,7 @@ func newClientMetrics(r *metrics.Registry, c *Clients) clientMetrics {
 	cache := r.NewCounterVec("platform_token_cache_lookups_total",
 		"Token cache lookups by result: hit, refresh (served while a refresh runs), miss (waited for a token request).", "result")
 	r.NewGaugeFunc("platform_tenants_backing_off",
-		"Schools whose credentials the platform refused and whose calls fail fast until the backoff ends (this replica).",
+		"Schools whose credentials this replica marked failing; their calls fail fast until a backoff ends.",
 		func() float64 { return float64(c.failingTenants()) })
 	r.NewGaugeFunc("platform_tenant_listener_connected",
 		"1 while this replica hears credential changes of other replicas (PostgreSQL LISTEN), else 0.",

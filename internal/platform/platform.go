@@ -179,11 +179,24 @@ func checkTenantID(id string) error {
 type Client struct {
 	c        *Clients
 	tenantID string
-	// userToken, when set, is a signed-in user's access token: calls then carry the user's
-	// permissions, are not retried with another token, and never mark the school's
-	// credentials.
+	// asUser makes the client call with userToken, a signed-in user's access token: calls
+	// then carry the user's permissions, are not retried with another token, and never mark
+	// the school's credentials. An empty userToken then fails every call: it never falls back
+	// to the school's token and its wider permissions.
+	asUser    bool
 	userToken string
 }
+
+// String keeps a user's token out of anything that formats a Client.
+func (cl Client) String() string {
+	if cl.asUser {
+		return "platform.Client{tenant " + cl.tenantID + ", as a user}"
+	}
+	return "platform.Client{tenant " + cl.tenantID + "}"
+}
+
+// GoString is String, for %#v.
+func (cl Client) GoString() string { return cl.String() }
 
 // For returns the client that calls the platform as the school tenantID itself, with its
 // client-credentials token.
@@ -194,7 +207,7 @@ func (c *Clients) For(tenantID string) Client {
 // ForUser returns a client that calls the platform with a signed-in user's access token (from
 // the school tenantID's SSO), so the platform applies the user's permissions.
 func (c *Clients) ForUser(tenantID, accessToken string) Client {
-	return Client{c: c, tenantID: tenantID, userToken: accessToken}
+	return Client{c: c, tenantID: tenantID, asUser: true, userToken: accessToken}
 }
 
 // TenantID is the school the client calls for.
@@ -252,14 +265,29 @@ func (c *Clients) state(tenantID string) *tenantState {
 	return st
 }
 
-// failingTenants counts the schools this process is backing off from because their
-// credentials were refused.
+// current reports whether st is still the school's cache entry (not invalidated since).
+func (c *Clients) current(st *tenantState) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.tenants[st.tenantID] == st
+}
+
+// forget drops st from the cache if it is still the school's entry.
+func (c *Clients) forget(st *tenantState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tenants[st.tenantID] == st {
+		delete(c.tenants, st.tenantID)
+	}
+}
+
+// failingTenants counts the schools whose credentials this process has marked failing.
 func (c *Clients) failingTenants() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	n := 0
 	for _, st := range c.tenants {
-		if st.isFailing() {
+		if st.marked.Load() {
 			n++
 		}
 	}

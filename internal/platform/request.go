@@ -50,17 +50,28 @@ func (cl Client) GetJSON(ctx context.Context, endpoint, path string, query url.V
 // get runs one GET with the retry rules and returns the body of the 200 answer.
 func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte, error) {
 	c := cl.c
+	if cl.asUser && cl.userToken == "" {
+		return nil, &APIError{Kind: ErrUnauthorized, TenantID: cl.tenantID, Method: http.MethodGet, Endpoint: endpoint,
+			Path: path, Err: errors.New("no user token was given")}
+	}
 	var st *tenantState
-	if cl.userToken == "" {
+	if !cl.asUser {
 		st = c.state(cl.tenantID)
 	}
-	refetched := false
+	refetched, retriedState := false, false
 	for attempt := 1; ; attempt++ {
 		var tok *cachedToken
 		authorization := "Bearer " + cl.userToken
 		if st != nil {
 			var err error
 			if tok, err = c.authorization(ctx, st); err != nil {
+				if !retriedState && errors.Is(err, ErrCredentialsRejected) && !c.current(st) {
+					// The credentials changed while the refused request ran: try the new ones.
+					retriedState = true
+					st = c.state(cl.tenantID)
+					attempt--
+					continue
+				}
 				return nil, err
 			}
 			authorization = tok.authorization
@@ -68,7 +79,7 @@ func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte
 		body, apiErr := cl.send(ctx, endpoint, path, target, authorization)
 		if apiErr == nil {
 			if st != nil {
-				c.healthy(ctx, st)
+				c.healthy(st, tok)
 			}
 			return body, nil
 		}
@@ -78,15 +89,17 @@ func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte
 				return nil, apiErr // a user's token: the caller decides (re-login, or the school's token)
 			}
 			if !refetched {
-				// The platform may invalidate a token at any time: fetch a fresh one, once.
+				// The platform may invalidate a token at any time: fetch a fresh one, once. The
+				// refetch is not one of the attempts that 429 and 5xx may use.
 				st.drop(tok)
 				refetched = true
+				attempt--
 				continue
 			}
-			return nil, c.refused(ctx, st, tok, apiErr)
+			return nil, c.refused(st, tok, apiErr)
 		}
-		if st != nil && apiErr.Status != 0 && apiErr.Status < 500 && apiErr.Kind != ErrRateLimited {
-			c.healthy(ctx, st) // the platform took the token; the call itself was refused
+		if st != nil && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Kind != ErrRateLimited {
+			c.healthy(st, tok) // the platform took the token; it refused the call itself
 		}
 		wait, retry := cl.retryWait(ctx, apiErr, attempt)
 		if !retry {
@@ -111,6 +124,9 @@ func (cl Client) retryWait(ctx context.Context, e *APIError, attempt int) (time.
 	}
 	if e.Status == 0 && errors.Is(e.Err, context.Canceled) {
 		return 0, false // the caller gave up
+	}
+	if e.Status >= 300 && e.Status < 400 {
+		return 0, false // a redirect will not go away by asking again
 	}
 	wait := jitter(tu.retryBase, tu.maxRetryAfter, attempt)
 	if e.RetryAfter > 0 {

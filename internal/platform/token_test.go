@@ -3,6 +3,7 @@ package platform_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -560,5 +561,136 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 		if msg := platform.PublicMessage(err); strings.Contains(msg, "simulator") || strings.Contains(msg, tid) {
 			t.Errorf("public message %q quotes the platform or an id", msg)
 		}
+	}
+}
+
+func TestConcurrentRefusalsCountAsOneFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{client: platform.Config{BackoffBase: time.Minute, BackoffMax: time.Hour}})
+	tid := e.school(platformsim.TenantSpec{ID: "2016"})
+	u := e.user(tid, platformsim.RoleTeacher)
+	cl := e.clients.For(tid)
+	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.FailNextAPICalls(tid, 1000, http.StatusUnauthorized); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.SetTokenDelay(30 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() {
+			if _, err := cl.User(e.ctx(), u.SourcedID); !errors.Is(err, platform.ErrCredentialsRejected) {
+				t.Errorf("err = %v, want the rejection", err)
+			}
+		})
+	}
+	wg.Wait()
+	// One incident: the first backoff step (30 s to 1 min), one warning, not thirty.
+	_, err := cl.User(e.ctx(), u.SourcedID)
+	var be *platform.BackoffError
+	if !errors.As(err, &be) {
+		t.Fatalf("err = %v, want a BackoffError", err)
+	}
+	if wait := be.Until.Sub(e.sim.Now()); wait > time.Minute || wait < 29*time.Second {
+		t.Errorf("backoff = %v, want the first step (30s-1m)", wait)
+	}
+	if n := len(e.logs.Find(t, "platform refused a fresh token; backing off")); n != 1 {
+		t.Errorf("%d refusal warnings, want 1", n)
+	}
+}
+
+func TestFailedBackgroundRefreshKeepsItsBackoff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{client: platform.Config{BackoffBase: time.Minute, BackoffMax: time.Hour}})
+	tid := e.school(platformsim.TenantSpec{ID: "2017"})
+	u := e.user(tid, platformsim.RoleTeacher)
+	cl := e.clients.For(tid)
+	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.FailNextTokenRequests(tid, 1, http.StatusUnauthorized, "invalid_client"); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Advance(155 * time.Second) // past the refresh point, before expiry
+	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failed refresh", func() bool {
+		tn := e.tenant(tid)
+		return tn.CredentialsFailingSince != nil
+	})
+	// Calls with the still-valid old token succeed, but prove nothing about the credentials
+	// now: the backoff stands (no new token request) and so does the mark.
+	for range 10 {
+		if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.tokenRequests(tid); n != 2 {
+		t.Errorf("token requests = %d, want 2: the backoff after the failed refresh was lost", n)
+	}
+	if tn := e.tenant(tid); tn.CredentialsFailingSince == nil {
+		t.Error("calls with the old token cleared the mark")
+	}
+}
+
+func TestUserClientWithoutTokenNeverFallsBackToTheSchool(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{})
+	tid := e.school(platformsim.TenantSpec{ID: "2018"})
+	u := e.user(tid, platformsim.RoleTeacher)
+	cl := e.clients.ForUser(tid, "")
+	if _, err := cl.User(e.ctx(), u.SourcedID); !errors.Is(err, platform.ErrUnauthorized) {
+		t.Errorf("err = %v, want ErrUnauthorized", err)
+	}
+	if e.tokenRequests(tid) != 0 || e.apiCalls(tid) != 0 {
+		t.Errorf("an empty user token called the platform: %d token requests, %d calls", e.tokenRequests(tid), e.apiCalls(tid))
+	}
+	if s := fmt.Sprintf("%v %+v %#v", cl, cl, cl); strings.Contains(s, "Bearer") || !strings.Contains(s, "as a user") {
+		t.Errorf("formatted client: %s", s)
+	}
+	tok, _ := e.sim.IssueUserToken(tid, u.SourcedID)
+	if s := fmt.Sprintf("%v %+v %#v", e.clients.ForUser(tid, tok), e.clients.ForUser(tid, tok), e.clients.ForUser(tid, tok)); strings.Contains(s, tok) {
+		t.Errorf("formatting a client prints the user's token: %s", s)
+	}
+}
+
+func TestDeactivationDropsTheCachedToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.clients.Listen(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the listener", func() bool {
+		return e.metric("platform_tenant_listener_connected ") == "platform_tenant_listener_connected 1"
+	})
+
+	tid := e.school(platformsim.TenantSpec{ID: "2019"})
+	other := e.school(platformsim.TenantSpec{ID: "2020"})
+	u, uo := e.user(tid, platformsim.RoleTeacher), e.user(other, platformsim.RoleTeacher)
+	for _, c := range []struct{ tid, uid string }{{tid, u.SourcedID}, {other, uo.SourcedID}} {
+		if _, err := e.clients.For(c.tid).User(e.ctx(), c.uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another replica records the deactivation (the webhook's store write); this one hears it.
+	if err := e.store.UpsertTenant(e.ctx(), tid, "deactivated", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deactivation to drop the token", func() bool {
+		_, err := e.clients.For(tid).User(e.ctx(), u.SourcedID)
+		return errors.Is(err, platform.ErrNoCredentials)
+	})
+	if n := e.tokenRequests(tid); n != 1 {
+		t.Errorf("token requests = %d: a deactivated school's credentials were used", n)
+	}
+	// The other school is untouched.
+	if _, err := e.clients.For(other).User(e.ctx(), uo.SourcedID); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.tokenRequests(other); n != 1 {
+		t.Errorf("other school: token requests = %d, want 1", n)
 	}
 }

@@ -6,16 +6,20 @@ import (
 	"time"
 )
 
-// MarkCredentialsFailing records that the platform refused the tenant's credentials: the time of
-// the first refusal is kept while the failure lasts, the reason is the newest one. The operator
-// console and /metrics read it. It reports whether the tenant exists.
-func (s *Store) MarkCredentialsFailing(ctx context.Context, tenantID, reason string, at time.Time) (bool, error) {
+// MarkCredentialsFailing records that the platform refused version credVersion of the tenant's
+// credentials: the time of the first refusal is kept while the failure lasts, the reason is the
+// newest one. The operator console and /metrics read it. Nothing is written when newer
+// credentials have been stored since (a RESET that raced the refusal is not known to fail); it
+// reports whether the mark was written.
+func (s *Store) MarkCredentialsFailing(ctx context.Context, tenantID string, credVersion int, reason string, at time.Time) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE tenants SET
-			credentials_failing_since = COALESCE(credentials_failing_since, $2),
-			credentials_failure_reason = $3,
+			credentials_failing_since = COALESCE(credentials_failing_since, $3),
+			credentials_failure_reason = $4,
 			updated_at = now()
-		WHERE tenant_id = $1`, tenantID, at, truncateReason(reason))
+		WHERE tenant_id = $1
+		  AND NOT EXISTS (SELECT 1 FROM tenant_credentials WHERE tenant_id = $1 AND version > $2)`,
+		tenantID, credVersion, at, truncateReason(reason))
 	if err != nil {
 		return false, fmt.Errorf("mark credentials of tenant %s failing: %w", tenantID, err)
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -14,6 +13,9 @@ import (
 // tenant's credentials or state changed, so that it drops what it caches for that tenant (tokens,
 // verifiers) at once instead of when the cache entry expires.
 const tenantChannel = "tenant_changed"
+
+// listenerApplicationName names the listener's connection in pg_stat_activity.
+const listenerApplicationName = "untis-partner-server tenant listener"
 
 // notifyTenantChanged queues a notification that is delivered when tx commits, and only then:
 // a rolled-back change tells nobody.
@@ -33,6 +35,15 @@ type TenantChangeHandler struct {
 	Resync func()
 	// Disconnected, if set, is called when the connection is lost or the listener stops.
 	Disconnected func()
+	// PingEvery is how long a quiet connection waits before it is pinged; default 30 s.
+	PingEvery time.Duration
+}
+
+func (h TenantChangeHandler) pingEvery() time.Duration {
+	if h.PingEvery > 0 {
+		return h.PingEvery
+	}
+	return 30 * time.Second
 }
 
 // ListenTenantChanges listens for tenant changes on a connection of its own (not one of the
@@ -68,6 +79,8 @@ func (s *Store) ListenTenantChanges(ctx context.Context, log *slog.Logger, h Ten
 // listenOnce runs one connection's life; connected reports whether LISTEN took effect.
 func (s *Store) listenOnce(ctx context.Context, h TenantChangeHandler) (connected bool, err error) {
 	cfg := s.pool.Config().ConnConfig.Copy()
+	// Named apart from the pool's connections, so an operator can tell it in pg_stat_activity.
+	cfg.RuntimeParams["application_name"] = listenerApplicationName
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return false, fmt.Errorf("connect: %w", err)
@@ -82,15 +95,27 @@ func (s *Store) listenOnce(ctx context.Context, h TenantChangeHandler) (connecte
 	}
 	h.Resync()
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-				return true, nil
+		// Wake up now and then to ping: a half-open TCP connection would otherwise look like a
+		// quiet one while every notification is lost.
+		waitCtx, cancel := context.WithTimeout(ctx, h.pingEvery())
+		n, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		switch {
+		case err == nil:
+			if n.Channel == tenantChannel {
+				h.Changed(n.Payload)
 			}
+		case ctx.Err() != nil:
+			return true, nil
+		case waitCtx.Err() != nil:
+			pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := conn.Ping(pingCtx)
+			cancel()
+			if err != nil {
+				return true, fmt.Errorf("ping: %w", err)
+			}
+		default:
 			return true, fmt.Errorf("wait for notification: %w", err)
-		}
-		if n.Channel == tenantChannel {
-			h.Changed(n.Payload)
 		}
 	}
 }

@@ -55,14 +55,21 @@ func (c Credentials) LogValue() slog.Value {
 }
 
 // UpsertTenant creates the tenant, or updates its state (and name, when given) if it exists.
+// Every replica hears of the change (ListenTenantChanges) and drops what it caches for the tenant.
 func (s *Store) UpsertTenant(ctx context.Context, id, state, name string) error {
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO tenants (tenant_id, state, name) VALUES ($1, $2, $3)
-		ON CONFLICT (tenant_id) DO UPDATE SET
-			state = EXCLUDED.state,
-			name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE tenants.name END,
-			state_changed_at = CASE WHEN tenants.state <> EXCLUDED.state THEN now() ELSE tenants.state_changed_at END,
-			updated_at = now()`, id, state, name)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO tenants (tenant_id, state, name) VALUES ($1, $2, $3)
+			ON CONFLICT (tenant_id) DO UPDATE SET
+				state = EXCLUDED.state,
+				name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE tenants.name END,
+				state_changed_at = CASE WHEN tenants.state <> EXCLUDED.state THEN now() ELSE tenants.state_changed_at END,
+				updated_at = now()`, id, state, name)
+		if err != nil {
+			return err
+		}
+		return notifyTenantChanged(ctx, tx, id)
+	})
 	if err != nil {
 		return fmt.Errorf("upsert tenant %s: %w", id, err)
 	}
@@ -125,16 +132,22 @@ func (s *Store) AddCredentials(ctx context.Context, tenantID string, c Credentia
 	return version, nil
 }
 
-// CurrentCredentials returns the tenant's newest credentials, opened.
+// CurrentCredentials returns the tenant's newest credentials, opened, whatever its state.
 func (s *Store) CurrentCredentials(ctx context.Context, tenantID string) (Credentials, error) {
+	return s.credentials(ctx, tenantID, `
+		SELECT client_id, secret_sealed, password_sealed, version, source, created_at
+		FROM tenant_credentials WHERE tenant_id = $1
+		ORDER BY version DESC LIMIT 1`)
+}
+
+// credentials runs query (one row of client id, sealed secret, sealed password, version, source,
+// created at, for tenant $1) and opens the secrets.
+func (s *Store) credentials(ctx context.Context, tenantID, query string) (Credentials, error) {
 	var (
 		c                        Credentials
 		sealedSecret, sealedPass []byte
 	)
-	err := s.pool.QueryRow(ctx, `
-		SELECT client_id, secret_sealed, password_sealed, version, source, created_at
-		FROM tenant_credentials WHERE tenant_id = $1
-		ORDER BY version DESC LIMIT 1`, tenantID).Scan(
+	err := s.pool.QueryRow(ctx, query, tenantID).Scan(
 		&c.ClientID, &sealedSecret, &sealedPass, &c.Version, &c.Source, &c.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Credentials{}, ErrNotFound
@@ -149,4 +162,15 @@ func (s *Store) CurrentCredentials(ctx context.Context, tenantID string) (Creden
 		return Credentials{}, err
 	}
 	return c, nil
+}
+
+// ActiveCredentials returns the newest credentials of a tenant that is active or pending setup,
+// opened; for a deactivated, deleted or unknown tenant, or one without credentials, ErrNotFound.
+// This is what may be used to call the platform.
+func (s *Store) ActiveCredentials(ctx context.Context, tenantID string) (Credentials, error) {
+	return s.credentials(ctx, tenantID, `
+		SELECT c.client_id, c.secret_sealed, c.password_sealed, c.version, c.source, c.created_at
+		FROM tenant_credentials c JOIN tenants t ON t.tenant_id = c.tenant_id
+		WHERE c.tenant_id = $1 AND t.state IN ('pending_setup', 'active')
+		ORDER BY c.version DESC LIMIT 1`)
 }
