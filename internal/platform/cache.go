@@ -193,6 +193,12 @@ func (c *Clients) recordFailureLocked(st *tenantState, err error, floor time.Dur
 	st.clean.Store(false)
 	st.failures++
 	st.failGen = st.gen
+	if st.flight != nil {
+		// A token request already running when the failure was recorded belongs to the same
+		// incident: a refusal of its token must not count twice, nor its success end the
+		// backoff (it gets generation gen+1).
+		st.failGen++
+	}
 	wait := max(c.backoff(st.failures), min(floor, c.tuning.backoffMax))
 	st.retryAt = c.now().Add(wait)
 	st.lastErr = err

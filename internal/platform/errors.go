@@ -209,7 +209,7 @@ func errorBody(body []byte, header http.Header) (code, message string) {
 		Error       string          `json:"error"`
 		Description string          `json:"error_description"`
 		Code        json.RawMessage `json:"code"`
-		Message     string          `json:"message"`
+		Message     json.RawMessage `json:"message"`
 		StatusInfo  []struct {
 			CodeMinor   string `json:"imsx_codeMinor"`
 			Description string `json:"imsx_description"`
@@ -228,8 +228,8 @@ func errorBody(body []byte, header http.Header) (code, message string) {
 			code, message = v.StatusInfoOne.CodeMinor, v.StatusInfoOne.Description
 		case v.Error != "":
 			code, message = v.Error, v.Description
-		case len(v.Code) > 0 || v.Message != "":
-			code, message = rawCode(v.Code), v.Message
+		case len(v.Code) > 0 || len(v.Message) > 0:
+			code, message = rawCode(v.Code), rawCode(v.Message)
 		}
 	}
 	if code == "" && message == "" {
@@ -239,8 +239,9 @@ func errorBody(body []byte, header http.Header) (code, message string) {
 	return clean(code, 64), clean(message, maxMessageLen)
 }
 
-// rawCode renders the error object's code, which the docs type as an integer but which may come
-// as a string.
+// rawCode renders a field of the error object as text: the code, which the docs type as an
+// integer but which may come as a string, and the message. Anything else (an object, a list)
+// is dropped rather than losing the rest of the body.
 func rawCode(raw json.RawMessage) string {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {

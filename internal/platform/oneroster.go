@@ -256,8 +256,9 @@ func list[T any, P rosterObject[T]](ctx context.Context, cl Client, endpoint, co
 		q.Set("limit", strconv.Itoa(size))
 		path := oneRosterBase + collection
 		prevFirst := ""
+		offset := 0
 		for page := 0; page < maxPages; page++ {
-			q.Set("offset", strconv.Itoa(page*size))
+			q.Set("offset", strconv.Itoa(offset))
 			var env map[string][]T
 			if err := cl.GetJSON(ctx, endpoint, path, q, &env); err != nil {
 				yield(zero, err)
@@ -265,7 +266,7 @@ func list[T any, P rosterObject[T]](ctx context.Context, cl Client, endpoint, co
 			}
 			items := env[key]
 			if page > 0 && len(items) > 0 && P(&items[0]).id() == prevFirst {
-				yield(zero, fmt.Errorf("%w (%s, offset %d)", ErrPagingStuck, path, page*size))
+				yield(zero, fmt.Errorf("%w (%s, offset %d)", ErrPagingStuck, path, offset))
 				return
 			}
 			for _, it := range items {
@@ -277,6 +278,9 @@ func list[T any, P rosterObject[T]](ctx context.Context, cl Client, endpoint, co
 				return
 			}
 			prevFirst = P(&items[0]).id()
+			// A platform that serves more than the limit asked for is followed where it
+			// left off, not at offset+limit, so no object comes twice.
+			offset += len(items)
 		}
 		yield(zero, fmt.Errorf("platform: %s: more than %d pages", path, maxPages))
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	pathpkg "path"
 	"strings"
 	"time"
 )
@@ -26,8 +27,8 @@ const maxErrorBody = 64 << 10
 // A 401 with the school's token is answered by fetching a new token once and retrying once. 429,
 // 5xx and network failures are retried with backoff, honouring Retry-After.
 func (cl Client) GetJSON(ctx context.Context, endpoint, path string, query url.Values, out any) error {
-	if !strings.HasPrefix(path, "/ims/oneroster/") && !strings.HasPrefix(path, "/WebUntis/api/rest/") {
-		return fmt.Errorf("platform: %q is not a platform API path", path)
+	if err := checkAPIPath(path); err != nil {
+		return err
 	}
 	if err := checkTenantID(cl.tenantID); err != nil {
 		return err
@@ -43,6 +44,18 @@ func (cl Client) GetJSON(ctx context.Context, endpoint, path string, query url.V
 	if err := json.Unmarshal(body, out); err != nil {
 		return &APIError{Kind: ErrUnavailable, TenantID: cl.tenantID, Method: http.MethodGet, Endpoint: endpoint,
 			Path: path, Status: http.StatusOK, Err: fmt.Errorf("the response is not the JSON the API documents: %w", err)}
+	}
+	return nil
+}
+
+// checkAPIPath accepts only paths below the platform's API roots, without dot segments (plain
+// or percent-encoded) that would climb out of them, a query or a fragment.
+func checkAPIPath(p string) error {
+	lower := strings.ToLower(p)
+	ok := (strings.HasPrefix(p, "/ims/oneroster/") || strings.HasPrefix(p, "/WebUntis/api/rest/")) &&
+		pathpkg.Clean(p) == p && !strings.Contains(lower, "%2e") && !strings.ContainsAny(p, "?#\\")
+	if !ok {
+		return fmt.Errorf("%w: %q is not a platform API path", ErrBadRequest, p)
 	}
 	return nil
 }
@@ -110,7 +123,7 @@ func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, apiErr
+			return nil, fmt.Errorf("%w (gave up waiting to retry: %w)", apiErr, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -125,8 +138,8 @@ func (cl Client) retryWait(ctx context.Context, e *APIError, attempt int) (time.
 	if e.Status == 0 && errors.Is(e.Err, context.Canceled) {
 		return 0, false // the caller gave up
 	}
-	if e.Status >= 300 && e.Status < 400 {
-		return 0, false // a redirect will not go away by asking again
+	if e.Status >= 200 && e.Status < 400 {
+		return 0, false // an answer that arrived but is unusable (a redirect, an oversize body) comes again
 	}
 	wait := jitter(tu.retryBase, tu.maxRetryAfter, attempt)
 	if e.RetryAfter > 0 {
@@ -164,6 +177,10 @@ func (cl Client) send(ctx context.Context, endpoint, path, target, authorization
 		return nil, fail(ErrUnavailable, 0, transportError(err))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && resp.ContentLength > maxResponseBody {
+		c.m.observe(endpoint, outcomeInvalid, time.Since(start))
+		return nil, fail(ErrUnavailable, resp.StatusCode, fmt.Errorf("the response is larger than %d MiB", maxResponseBody>>20))
+	}
 	if resp.StatusCode == http.StatusOK {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 		elapsed := time.Since(start)

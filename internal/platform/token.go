@@ -96,6 +96,12 @@ func (c *Clients) tokenRequest(ctx context.Context, tenantID, basicUser, basicPa
 		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Status: resp.StatusCode,
 			Err: errors.New("the token response is not the JSON the platform documents")}
 	}
+	if !validToken(tr.AccessToken) {
+		c.m.observe(endpointToken, outcomeInvalid, elapsed)
+		c.m.tokenRequests(outcomeInvalid).Inc()
+		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Status: resp.StatusCode,
+			Err: errors.New("the access token has characters a bearer token cannot have")}
+	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
 		c.m.observe(endpointToken, outcomeInvalid, elapsed)
 		c.m.tokenRequests(outcomeInvalid).Inc()
@@ -113,6 +119,20 @@ func (c *Clients) tokenRequest(ctx context.Context, tenantID, basicUser, basicPa
 		refreshAt:     sent.Add(lifetime - refreshMargin(lifetime)),
 		expiresAt:     sent.Add(lifetime),
 	}, nil
+}
+
+// validToken accepts what can go into an Authorization header as it is: visible ASCII, at most
+// 8 KiB (RFC 6750's b64token is stricter; real tokens are JWTs or opaque base64url).
+func validToken(t string) bool {
+	if len(t) > 8<<10 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < 0x21 || t[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // tokenErrorKind classifies a refused token request. invalid_client and invalid_grant (and a 401

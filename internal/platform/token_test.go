@@ -659,6 +659,10 @@ func TestUserClientWithoutTokenNeverFallsBackToTheSchool(t *testing.T) {
 func TestDeactivationDropsTheCachedToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{})
+	// The schools exist before the listener starts, so no late notification of their
+	// activation drops a token this test counts.
+	tid := e.school(platformsim.TenantSpec{ID: "2019"})
+	other := e.school(platformsim.TenantSpec{ID: "2020"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.clients.Listen(ctx); close(done) }()
@@ -666,9 +670,6 @@ func TestDeactivationDropsTheCachedToken(t *testing.T) {
 	waitFor(t, "the listener", func() bool {
 		return e.metric("platform_tenant_listener_connected ") == "platform_tenant_listener_connected 1"
 	})
-
-	tid := e.school(platformsim.TenantSpec{ID: "2019"})
-	other := e.school(platformsim.TenantSpec{ID: "2020"})
 	u, uo := e.user(tid, platformsim.RoleTeacher), e.user(other, platformsim.RoleTeacher)
 	for _, c := range []struct{ tid, uid string }{{tid, u.SourcedID}, {other, uo.SourcedID}} {
 		if _, err := e.clients.For(c.tid).User(e.ctx(), c.uid); err != nil {
