@@ -124,9 +124,9 @@ func TestActiveCredentials(t *testing.T) {
 
 // recorder is a TenantChangeHandler that remembers what it heard.
 type recorder struct {
-	mu                          sync.Mutex
-	changed                     []string
-	resyncs, disconnects, pings int
+	mu                   sync.Mutex
+	changed              []string
+	resyncs, disconnects int
 }
 
 func (r *recorder) handler() store.TenantChangeHandler {
