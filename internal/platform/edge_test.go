@@ -280,6 +280,7 @@ func TestEdgeFakePlatform(t *testing.T) {
 		{"HostileSourcedIDs", edgeHostileSourcedIDs},
 		{"GetJSONRefusesForeignPaths", edgeGetJSONRefusesForeignPaths},
 		{"GetJSONRefusesDotSegments", edgeGetJSONRefusesDotSegments},
+		{"BasicCredentialsEncoding", edgeBasicCredentialsEncoding},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1891,5 +1892,59 @@ func TestEdgeTenantIsolation(t *testing.T) {
 	var be *platform.BackoffError
 	if _, err := e.clients.For(a).User(e.ctx(), usersA[0]); !errors.As(err, &be) || be.TenantID != a {
 		t.Errorf("invalidating B ended A's backoff: err = %v", err)
+	}
+}
+
+// The client id and password go into HTTP Basic form-encoded (RFC 6749 §2.3.1). A platform that
+// does not decode them refuses a password that encoding changes; the client then tries the
+// values as they are, once. A platform that decodes takes the first request.
+func edgeBasicCredentialsEncoding(t *testing.T, st *store.Store) {
+	const password = "pa+ss/w=rd"
+	for _, decodes := range []bool{true, false} {
+		t.Run(fmt.Sprintf("platform decodes %v", decodes), func(t *testing.T) {
+			tid := edgeTID()
+			var raw []string
+			var mu sync.Mutex
+			f := &edgeFake{token: func(w http.ResponseWriter, r *http.Request, n int) {
+				_, pw, _ := r.BasicAuth()
+				mu.Lock()
+				raw = append(raw, pw)
+				mu.Unlock()
+				if decodes {
+					pw, _ = url.QueryUnescape(pw)
+				}
+				if pw != password {
+					edgeWrite(w, http.StatusUnauthorized, `{"error":"invalid_client"}`)
+					return
+				}
+				edgeWrite(w, http.StatusOK, `{"access_token":"tok","token_type":"Bearer","expires_in":180}`)
+			}}
+			w := newEdgeWorld(t, st, f, platform.Config{}, tid)
+			w.setCreds(tid, password)
+			if _, err := w.clients.For(tid).User(edgeCtx(t), "u"); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{url.QueryEscape(password)}
+			if !decodes {
+				want = append(want, password)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(raw, want) {
+				t.Errorf("Basic passwords sent = %q, want %q", raw, want)
+			}
+		})
+	}
+	// A wrong password that encoding does not change is refused after one request.
+	tid := edgeTID()
+	f := &edgeFake{token: func(w http.ResponseWriter, r *http.Request, n int) {
+		edgeWrite(w, http.StatusUnauthorized, `{"error":"invalid_client"}`)
+	}}
+	w := newEdgeWorld(t, st, f, platform.Config{}, tid)
+	if err := w.clients.ProveCredentials(edgeCtx(t), tid, "cid", "", "plain"); !errors.Is(err, platform.ErrCredentialsRejected) {
+		t.Errorf("err = %v", err)
+	}
+	if n := len(f.tokenReqs()); n != 1 {
+		t.Errorf("token requests = %d, want 1", n)
 	}
 }
