@@ -51,6 +51,12 @@ type tenantState struct {
 	failGen uint64
 	lastErr error // the failure that started the backoff
 	checked bool  // a success has cleared any mark another replica may have left
+	// failSeq counts every failure ever recorded: a clear of the store's mark that began
+	// before a new failure must not declare the school clean.
+	failSeq uint64
+	// clearing is set while one caller clears the store's mark, so concurrent successes do
+	// not all write the same UPDATE.
+	clearing bool
 }
 
 type flight struct {
@@ -162,8 +168,10 @@ func (c *Clients) startFetch(st *tenantState) *flight {
 		st.mu.Unlock()
 		c.log.Warn("platform token request failed; backing off",
 			"tenant_id", st.tenantID, "err", err, "retry_in", wait.Round(time.Millisecond))
+		// The mark is written before the waiters hear of the failure, so whoever sees the
+		// error also sees the mark.
 		if errors.Is(err, ErrCredentialsRejected) {
-			c.markFailing(st, version, err.Error())
+			c.markFailing(context.Background(), st, version, err.Error())
 		}
 	}()
 	return f
@@ -192,6 +200,7 @@ func (c *Clients) fetch(ctx context.Context, tenantID string) (*cachedToken, int
 func (c *Clients) recordFailureLocked(st *tenantState, err error, floor time.Duration) time.Duration {
 	st.clean.Store(false)
 	st.failures++
+	st.failSeq++
 	st.failGen = st.gen
 	if st.flight != nil {
 		// A token request already running when the failure was recorded belongs to the same
@@ -207,9 +216,10 @@ func (c *Clients) recordFailureLocked(st *tenantState, err error, floor time.Dur
 
 // refused handles a 401 on a token fetched after an earlier 401: the credentials no longer get
 // working tokens. The school backs off and its credentials are marked failing. Many callers
-// refused on the same token count as one failure.
-func (c *Clients) refused(st *tenantState, tok *cachedToken, apiErr *APIError) error {
-	err := fmt.Errorf("%w: a freshly fetched token was refused too: %w", ErrCredentialsRejected, apiErr)
+// refused on the same token count as one failure. The error is ErrCredentialsRejected (not
+// also ErrUnauthorized: that kind is for a token the caller may replace, like a user's).
+func (c *Clients) refused(ctx context.Context, st *tenantState, tok *cachedToken, apiErr *APIError) error {
+	err := fmt.Errorf("%w: a freshly fetched token was refused too: %v", ErrCredentialsRejected, apiErr)
 	st.mu.Lock()
 	st.drop(tok)
 	if tok.gen <= st.failGen && st.lastErr != nil {
@@ -221,13 +231,15 @@ func (c *Clients) refused(st *tenantState, tok *cachedToken, apiErr *APIError) e
 	st.mu.Unlock()
 	c.log.Warn("platform refused a fresh token; backing off",
 		"tenant_id", st.tenantID, "path", apiErr.Path, "code", apiErr.Code, "retry_in", wait.Round(time.Millisecond))
-	c.markFailing(st, tok.credVersion, "a freshly fetched token was refused with 401 ("+apiErr.Code+": "+apiErr.Message+")")
+	c.markFailing(ctx, st, tok.credVersion, "a freshly fetched token was refused with 401 ("+apiErr.Code+": "+apiErr.Message+")")
 	return err
 }
 
 // healthy records that the platform accepted a call made with tok: unless tok predates the
-// newest failure, the backoff ends and a failing mark in the store is cleared.
-func (c *Clients) healthy(st *tenantState, tok *cachedToken) {
+// newest failure, the backoff ends and a failing mark in the store is cleared. The clear is
+// made by one caller at a time, within the caller's deadline; if it cannot be made, the next
+// success tries again.
+func (c *Clients) healthy(ctx context.Context, st *tenantState, tok *cachedToken) {
 	if st.clean.Load() {
 		return
 	}
@@ -237,35 +249,43 @@ func (c *Clients) healthy(st *tenantState, tok *cachedToken) {
 		return
 	}
 	st.failures, st.retryAt, st.lastErr = 0, time.Time{}, nil
-	needClear := st.marked.Load() || !st.checked
-	if !needClear {
+	if !st.marked.Load() && st.checked {
 		st.clean.Store(true)
-	}
-	st.mu.Unlock()
-	if !needClear {
+		st.mu.Unlock()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeWriteTimeout)
+	if st.clearing {
+		st.mu.Unlock()
+		return
+	}
+	st.clearing = true
+	seq := st.failSeq
+	st.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, storeWriteTimeout)
 	defer cancel()
-	if err := c.store.ClearCredentialsFailing(ctx, st.tenantID); err != nil {
+	err := c.store.ClearCredentialsFailing(ctx, st.tenantID)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.clearing = false
+	if err != nil {
 		c.log.Error("platform: clear the failing mark", "tenant_id", st.tenantID, "err", err)
 		return
+	}
+	if st.failSeq != seq {
+		return // a new failure came in meanwhile; its mark stands
 	}
 	if st.marked.Swap(false) {
 		c.log.Info("platform accepts the school's credentials again", "tenant_id", st.tenantID)
 	}
-	st.mu.Lock()
 	st.checked = true
-	if st.failures == 0 {
-		st.clean.Store(true)
-	}
-	st.mu.Unlock()
+	st.clean.Store(true)
 }
 
 // markFailing writes the failing mark, unless newer credentials than credVersion have been
 // stored meanwhile (a RESET raced the failure: the new credentials are not known to fail).
-func (c *Clients) markFailing(st *tenantState, credVersion int, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeWriteTimeout)
+func (c *Clients) markFailing(ctx context.Context, st *tenantState, credVersion int, reason string) {
+	ctx, cancel := context.WithTimeout(ctx, storeWriteTimeout)
 	defer cancel()
 	marked, err := c.store.MarkCredentialsFailing(ctx, st.tenantID, credVersion, reason, c.now())
 	if err != nil {
@@ -273,9 +293,10 @@ func (c *Clients) markFailing(st *tenantState, credVersion int, reason string) {
 		return
 	}
 	if marked {
-		st.marked.Store(true)
 		st.mu.Lock()
+		st.marked.Store(true)
 		st.checked = false
+		st.clean.Store(false) // whatever a success decided meanwhile, the store now has a mark
 		st.mu.Unlock()
 	}
 }

@@ -65,9 +65,6 @@ var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 func newClientMetrics(r *metrics.Registry, c *Clients) clientMetrics {
 	cache := r.NewCounterVec("platform_token_cache_lookups_total",
 		"Token cache lookups by result: hit, refresh (served while a refresh runs), miss (waited for a token request).", "result")
-	r.NewGaugeFunc("platform_tenants_backing_off",
-		"Schools whose credentials this replica marked failing; their calls fail fast until a backoff ends.",
-		func() float64 { return float64(c.failingTenants()) })
 	r.NewGaugeFunc("platform_tenant_listener_connected",
 		"1 while this replica hears credential changes of other replicas (PostgreSQL LISTEN), else 0.",
 		func() float64 {

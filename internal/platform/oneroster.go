@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // oneRosterBase is where OneRoster 1.1 lives below UNTIS_API_URL (no /WebUntis prefix).
@@ -225,7 +226,9 @@ func listBelow[T any, P rosterObject[T]](ctx context.Context, cl Client, endpoin
 
 // objectPath builds the path of one object, refusing ids that would change the path's meaning.
 func objectPath(collection, id string) (string, error) {
-	if id == "" || id == "." || id == ".." || len(id) > 256 {
+	// Separators are refused, not escaped: a server that decodes %2F before resolving the path
+	// would otherwise let an id climb out of the collection.
+	if id == "" || id == "." || id == ".." || len(id) > 256 || strings.ContainsAny(id, "/\\") {
 		return "", fmt.Errorf("%w: %q is not a OneRoster sourcedId", ErrBadRequest, id)
 	}
 	return oneRosterBase + collection + url.PathEscape(id), nil

@@ -280,16 +280,3 @@ func (c *Clients) forget(st *tenantState) {
 		delete(c.tenants, st.tenantID)
 	}
 }
-
-// failingTenants counts the schools whose credentials this process has marked failing.
-func (c *Clients) failingTenants() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	n := 0
-	for _, st := range c.tenants {
-		if st.marked.Load() {
-			n++
-		}
-	}
-	return n
-}

@@ -48,12 +48,13 @@ func (cl Client) GetJSON(ctx context.Context, endpoint, path string, query url.V
 	return nil
 }
 
-// checkAPIPath accepts only paths below the platform's API roots, without dot segments (plain
-// or percent-encoded) that would climb out of them, a query or a fragment.
+// checkAPIPath accepts only paths below the platform's API roots, without dot segments or
+// separators (plain or percent-encoded) that could climb out of them, a query or a fragment.
 func checkAPIPath(p string) error {
 	lower := strings.ToLower(p)
 	ok := (strings.HasPrefix(p, "/ims/oneroster/") || strings.HasPrefix(p, "/WebUntis/api/rest/")) &&
-		pathpkg.Clean(p) == p && !strings.Contains(lower, "%2e") && !strings.ContainsAny(p, "?#\\")
+		pathpkg.Clean(p) == p && !strings.ContainsAny(p, "?#\\") &&
+		!strings.Contains(lower, "%2e") && !strings.Contains(lower, "%2f") && !strings.Contains(lower, "%5c")
 	if !ok {
 		return fmt.Errorf("%w: %q is not a platform API path", ErrBadRequest, p)
 	}
@@ -92,7 +93,7 @@ func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte
 		body, apiErr := cl.send(ctx, endpoint, path, target, authorization)
 		if apiErr == nil {
 			if st != nil {
-				c.healthy(st, tok)
+				c.healthy(ctx, st, tok)
 			}
 			return body, nil
 		}
@@ -109,10 +110,10 @@ func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte
 				attempt--
 				continue
 			}
-			return nil, c.refused(st, tok, apiErr)
+			return nil, c.refused(ctx, st, tok, apiErr)
 		}
 		if st != nil && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Kind != ErrRateLimited {
-			c.healthy(st, tok) // the platform took the token; it refused the call itself
+			c.healthy(ctx, st, tok) // the platform took the token; it refused the call itself
 		}
 		wait, retry := cl.retryWait(ctx, apiErr, attempt)
 		if !retry {

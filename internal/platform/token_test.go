@@ -229,8 +229,8 @@ func TestUnauthorizedTwiceMarksFailingBacksOffAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := cl.User(e.ctx(), u.SourcedID)
-	if !errors.Is(err, platform.ErrCredentialsRejected) || !errors.Is(err, platform.ErrUnauthorized) {
-		t.Fatalf("err = %v, want credentials rejected after a second 401", err)
+	if !errors.Is(err, platform.ErrCredentialsRejected) || errors.Is(err, platform.ErrUnauthorized) {
+		t.Fatalf("err = %v, want credentials rejected (only) after a second 401", err)
 	}
 	if n := e.tokenRequests(tid); n != 2 {
 		t.Errorf("token requests = %d, want 2 (one refetch)", n)
@@ -254,9 +254,6 @@ func TestUnauthorizedTwiceMarksFailingBacksOffAndRecovers(t *testing.T) {
 		t.Errorf("backing off still called the platform: tokens %d→%d, calls %d→%d",
 			tokens, e.tokenRequests(tid), calls, e.apiCalls(tid))
 	}
-	if m := e.metric("platform_tenants_backing_off "); m != "platform_tenants_backing_off 1" {
-		t.Errorf("metric: %q", m)
-	}
 	if m := e.metric("platform_tenants_credentials_failing "); m != "platform_tenants_credentials_failing 1" {
 		t.Errorf("metric: %q", m)
 	}
@@ -276,7 +273,7 @@ func TestUnauthorizedTwiceMarksFailingBacksOffAndRecovers(t *testing.T) {
 	if tn.CredentialsFailingSince != nil || tn.CredentialsFailureReason != "" {
 		t.Errorf("failing mark not cleared: %v %q (was set at %v)", tn.CredentialsFailingSince, tn.CredentialsFailureReason, since)
 	}
-	if m := e.metric("platform_tenants_backing_off "); m != "platform_tenants_backing_off 0" {
+	if m := e.metric("platform_tenants_credentials_failing "); m != "platform_tenants_credentials_failing 0" {
 		t.Errorf("metric: %q", m)
 	}
 }
@@ -693,5 +690,55 @@ func TestDeactivationDropsTheCachedToken(t *testing.T) {
 	}
 	if n := e.tokenRequests(other); n != 1 {
 		t.Errorf("other school: token requests = %d, want 1", n)
+	}
+}
+
+// A success that lands while the failing mark is being written must not leave the school
+// "clean" with the mark in the store: the next success clears it.
+func TestMarkWrittenDuringASuccessIsClearedLater(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, options{client: platform.Config{BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}})
+	tid := e.school(platformsim.TenantSpec{ID: "2021"})
+	u := e.user(tid, platformsim.RoleTeacher)
+	cl := e.clients.For(tid)
+	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the tenant's row so the mark's UPDATE waits.
+	tx, err := e.store.Pool().Begin(e.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(e.ctx(), `SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE`, tid); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.FailNextAPICalls(tid, 2, http.StatusUnauthorized); err != nil {
+		t.Fatal(err)
+	}
+	refused := make(chan error, 1)
+	go func() {
+		_, err := cl.User(e.ctx(), u.SourcedID)
+		refused <- err
+	}()
+	waitFor(t, "the refusal", func() bool { return e.tokenRequests(tid) == 2 && e.apiCalls(tid) == 3 })
+	time.Sleep(5 * time.Millisecond) // past the 1 ms backoff
+	// Meanwhile a call succeeds with a fresh token.
+	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(e.ctx()); err != nil { // the mark lands now
+		t.Fatal(err)
+	}
+	if err := <-refused; !errors.Is(err, platform.ErrCredentialsRejected) {
+		t.Fatalf("refused call: %v", err)
+	}
+	if tn := e.tenant(tid); tn.CredentialsFailingSince == nil {
+		t.Skip("the mark did not land after the success; the race this test is about did not happen")
+	}
+	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
+		t.Fatal(err)
+	}
+	if tn := e.tenant(tid); tn.CredentialsFailingSince != nil {
+		t.Errorf("the mark stays although the credentials work: %q", tn.CredentialsFailureReason)
 	}
 }

@@ -53,6 +53,7 @@ func (s *Store) ListenTenantChanges(ctx context.Context, log *slog.Logger, h Ten
 	const minWait, maxWait = 250 * time.Millisecond, 30 * time.Second
 	wait := minWait
 	for ctx.Err() == nil {
+		start := time.Now()
 		connected, err := s.listenOnce(ctx, h)
 		if connected && h.Disconnected != nil {
 			h.Disconnected()
@@ -60,8 +61,10 @@ func (s *Store) ListenTenantChanges(ctx context.Context, log *slog.Logger, h Ten
 		if ctx.Err() != nil {
 			return
 		}
-		if connected {
-			wait = minWait // a connection that worked starts the backoff anew
+		// Only a connection that lasted starts the backoff anew: one that drops at once would
+		// otherwise flush every cache (Resync) four times a second.
+		if connected && time.Since(start) >= h.pingEvery() {
+			wait = minWait
 		}
 		log.Warn("tenant change listener lost its connection; caches are flushed on reconnect",
 			"err", err, "retry_in", wait)
