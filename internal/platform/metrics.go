@@ -47,7 +47,7 @@ func outcomeFor(kind error) string {
 // fail is in the store (the console lists them); the metrics say how many and how often.
 type clientMetrics struct {
 	latency       *metrics.HistogramVec
-	tokenRequest  *metrics.CounterVec
+	tokenRequests *metrics.CounterVec
 	cacheHit      *metrics.Counter
 	cacheRefresh  *metrics.Counter
 	cacheMiss     *metrics.Counter
@@ -87,7 +87,7 @@ func newClientMetrics(r *metrics.Registry, c *Clients) clientMetrics {
 	return clientMetrics{
 		latency: r.NewHistogramVec("platform_request_duration_seconds",
 			"Platform request latency by endpoint family and outcome.", latencyBuckets, "endpoint", "outcome"),
-		tokenRequest: r.NewCounterVec("platform_token_requests_total",
+		tokenRequests: r.NewCounterVec("platform_token_requests_total",
 			"Client-credentials token requests by outcome.", "outcome"),
 		cacheHit:     cache.With("hit"),
 		cacheRefresh: cache.With("refresh"),
@@ -109,6 +109,8 @@ func (m *clientMetrics) observe(endpoint, outcome string, d time.Duration) {
 	m.latency.With(endpoint, outcome).Observe(d.Seconds())
 }
 
-func (m *clientMetrics) tokenRequests(outcome string) *metrics.Counter {
-	return m.tokenRequest.With(outcome)
+// countTokenRequest counts a token request and observes its latency.
+func (m *clientMetrics) countTokenRequest(outcome string, d time.Duration) {
+	m.tokenRequests.With(outcome).Inc()
+	m.observe(endpointToken, outcome, d)
 }

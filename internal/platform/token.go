@@ -65,16 +65,14 @@ func (c *Clients) tokenRequest(ctx context.Context, tenantID, basicUser, basicPa
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.m.observe(endpointToken, outcomeNetwork, time.Since(start))
-		c.m.tokenRequests(outcomeNetwork).Inc()
+		c.m.countTokenRequest(outcomeNetwork, time.Since(start))
 		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Err: transportError(err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenBody+1))
 	elapsed := time.Since(start)
 	if err != nil {
-		c.m.observe(endpointToken, outcomeNetwork, elapsed)
-		c.m.tokenRequests(outcomeNetwork).Inc()
+		c.m.countTokenRequest(outcomeNetwork, elapsed)
 		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Status: resp.StatusCode, Err: transportError(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -84,32 +82,15 @@ func (c *Clients) tokenRequest(ctx context.Context, tenantID, basicUser, basicPa
 			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), c.now()),
 		}
 		te.Kind = tokenErrorKind(resp.StatusCode, code)
-		outcome := outcomeFor(te.Kind)
-		c.m.observe(endpointToken, outcome, elapsed)
-		c.m.tokenRequests(outcome).Inc()
+		c.m.countTokenRequest(outcomeFor(te.Kind), elapsed)
 		return nil, te
 	}
-	var tr tokenResponse
-	if len(body) > maxTokenBody || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
-		c.m.observe(endpointToken, outcomeInvalid, elapsed)
-		c.m.tokenRequests(outcomeInvalid).Inc()
-		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Status: resp.StatusCode,
-			Err: errors.New("the token response is not the JSON the platform documents")}
+	tr, err := parseTokenResponse(body)
+	if err != nil {
+		c.m.countTokenRequest(outcomeInvalid, elapsed)
+		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Status: resp.StatusCode, Err: err}
 	}
-	if !validToken(tr.AccessToken) {
-		c.m.observe(endpointToken, outcomeInvalid, elapsed)
-		c.m.tokenRequests(outcomeInvalid).Inc()
-		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Status: resp.StatusCode,
-			Err: errors.New("the access token has characters a bearer token cannot have")}
-	}
-	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		c.m.observe(endpointToken, outcomeInvalid, elapsed)
-		c.m.tokenRequests(outcomeInvalid).Inc()
-		return nil, &TokenError{Kind: ErrUnavailable, TenantID: tenantID, Status: resp.StatusCode,
-			Err: fmt.Errorf("the platform issued a %q token; only bearer tokens are supported", clean(tr.TokenType, 32))}
-	}
-	c.m.observe(endpointToken, outcomeOK, elapsed)
-	c.m.tokenRequests(outcomeOK).Inc()
+	c.m.countTokenRequest(outcomeOK, elapsed)
 	lifetime := defaultLifetime
 	if tr.ExpiresIn > 0 && tr.ExpiresIn < 24*3600 {
 		lifetime = time.Duration(tr.ExpiresIn) * time.Second
@@ -119,6 +100,21 @@ func (c *Clients) tokenRequest(ctx context.Context, tenantID, basicUser, basicPa
 		refreshAt:     sent.Add(lifetime - refreshMargin(lifetime)),
 		expiresAt:     sent.Add(lifetime),
 	}, nil
+}
+
+// parseTokenResponse reads a 200 answer of the token endpoint and refuses what cannot be used
+// as a bearer token.
+func parseTokenResponse(body []byte) (tokenResponse, error) {
+	var tr tokenResponse
+	switch {
+	case len(body) > maxTokenBody || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "":
+		return tr, errors.New("the token response is not the JSON the platform documents")
+	case !validToken(tr.AccessToken):
+		return tr, errors.New("the access token has characters a bearer token cannot have")
+	case tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer"):
+		return tr, fmt.Errorf("the platform issued a %q token; only bearer tokens are supported", clean(tr.TokenType, 32))
+	}
+	return tr, nil
 }
 
 // validToken accepts what can go into an Authorization header as it is: visible ASCII, at most
