@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/store"
 )
@@ -23,11 +22,7 @@ func checkTenant(ctx context.Context, args []string, getenv func(string) string,
 		return errors.New("usage: server check-tenant TENANT_ID")
 	}
 	tenantID := args[0]
-	cfg, err := loadConfig(getenv, config.EnvDatabaseURL, config.EnvEncryptionKeys)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Keyring, store.Options{MaxConns: 2})
+	cfg, st, err := openSecretStore(ctx, getenv)
 	if err != nil {
 		return err
 	}

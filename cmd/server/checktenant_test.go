@@ -9,7 +9,6 @@ import (
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/platformsim"
 	"github.com/untis-partner/server/internal/platformsim/simtest"
-	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/store"
 )
 
@@ -24,15 +23,7 @@ func TestCheckTenant(t *testing.T) {
 
 	dbURL := pgtest.NewDatabase(t)
 	keys := newKeySpec(t)
-	kr, err := secret.ParseKeyring(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, dbURL, kr, store.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st := openStoreWith(t, dbURL, keys)
 	if err := st.UpsertTenant(ctx, "5001", store.StateActive, "Gymnasium Nord"); err != nil {
 		t.Fatal(err)
 	}

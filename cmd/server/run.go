@@ -227,12 +227,22 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
-func rotateKeys(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+// openSecretStore is the start of every one-shot command that reads or writes sealed secrets:
+// the configuration they need and a small store. The caller closes the store.
+func openSecretStore(ctx context.Context, getenv func(string) string) (*config.Config, *store.Store, error) {
 	cfg, err := loadConfig(getenv, config.EnvDatabaseURL, config.EnvEncryptionKeys)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.Keyring, store.Options{MaxConns: 2})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
+func rotateKeys(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, st, err := openSecretStore(ctx, getenv)
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,22 @@ func password(t *testing.T, databaseURL string) string {
 	return pw
 }
 
+// openStoreWith opens a store on databaseURL with the ENCRYPTION_KEYS spec, closed when the test
+// ends.
+func openStoreWith(t *testing.T, databaseURL, spec string) *store.Store {
+	t.Helper()
+	kr, err := secret.ParseKeyring(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), databaseURL, kr, store.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
 func getenvFrom(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
@@ -627,19 +643,7 @@ func TestRotateKeys(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	keyA, keyB, keyC := newKeySpec(t), newKeySpec(t), newKeySpec(t)
 
-	openWith := func(spec string) *store.Store {
-		t.Helper()
-		kr, err := secret.ParseKeyring(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := store.Open(ctx, dbURL, kr, store.Options{MaxConns: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
-		return st
-	}
+	openWith := func(spec string) *store.Store { return openStoreWith(t, dbURL, spec) }
 
 	// Credentials sealed under key A: two tenants, one with two versions.
 	stA := openWith(keyA)
