@@ -608,16 +608,13 @@ func TestEdgeFailedBackgroundRefreshBacksOff(t *testing.T) {
 	// (Found failing at 3d5e19e: every successful call with the old token cleared the backoff,
 	// 5 token requests instead of 2. Fixed in 273a28d.)
 	e := newEnv(t, options{})
-	tid := e.school(platformsim.TenantSpec{ID: "3002"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
+	tid, u, cl := e.warmSchool("3002")
 	call := func() {
 		t.Helper()
 		if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	call()
 	e.sim.Advance(platformsim.AccessTokenLifetime*5/6 + time.Second)
 	if err := e.sim.FailNextTokenRequests(tid, 100, http.StatusServiceUnavailable, ""); err != nil {
 		t.Fatal(err)

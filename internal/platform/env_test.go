@@ -136,6 +136,19 @@ func (e *env) storeCredentials(tenantID, clientID, secretValue, password string)
 	e.clients.Invalidate(tenantID)
 }
 
+// warmSchool adds a school, picks a teacher of it, and reads that teacher once through the
+// school's client, so the school's token is cached when the test begins.
+func (e *env) warmSchool(id string) (tenantID string, teacher platformsim.User, cl platform.Client) {
+	e.t.Helper()
+	tenantID = e.school(platformsim.TenantSpec{ID: id})
+	teacher = e.user(tenantID, platformsim.RoleTeacher)
+	cl = e.clients.For(tenantID)
+	if _, err := cl.User(e.ctx(), teacher.SourcedID); err != nil {
+		e.t.Fatal(err)
+	}
+	return tenantID, teacher, cl
+}
+
 func (e *env) user(tenantID, role string) platformsim.User {
 	e.t.Helper()
 	u, ok := e.sim.UserByRole(tenantID, role)

@@ -125,12 +125,7 @@ func TestRefreshBeforeExpiryWithoutAFailedCall(t *testing.T) {
 func TestExpiredTokenIsNeverSent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{})
-	tid := e.school(platformsim.TenantSpec{ID: "2004"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
-	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
-		t.Fatal(err)
-	}
+	tid, u, cl := e.warmSchool("2004")
 	// Idle past expiry (no call triggered the background refresh): the next call waits for a
 	// new token instead of sending the expired one.
 	e.sim.Advance(platformsim.AccessTokenLifetime + time.Second)
@@ -150,12 +145,7 @@ func TestExpiredTokenIsNeverSent(t *testing.T) {
 func TestUnauthorizedRefetchesOnceAndRetries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{})
-	tid := e.school(platformsim.TenantSpec{ID: "2005"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
-	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
-		t.Fatal(err)
-	}
+	tid, u, cl := e.warmSchool("2005")
 	// The platform revokes every token of the school: the next call gets a 401, fetches a
 	// fresh token and succeeds.
 	if err := e.sim.RevokeTokens(tid); err != nil {
@@ -192,12 +182,7 @@ func TestUnauthorizedRefetchesOnceAndRetries(t *testing.T) {
 func TestManyCallersFailingOnOneTokenRefetchOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{})
-	tid := e.school(platformsim.TenantSpec{ID: "2006"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
-	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
-		t.Fatal(err)
-	}
+	tid, u, cl := e.warmSchool("2006")
 	if err := e.sim.RevokeTokens(tid); err != nil {
 		t.Fatal(err)
 	}
@@ -352,12 +337,7 @@ func TestTransientTokenFailureBacksOffWithoutTheFailingMark(t *testing.T) {
 func TestResetInvalidatesTheCachedToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{})
-	tid := e.school(platformsim.TenantSpec{ID: "2010"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
-	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
-		t.Fatal(err)
-	}
+	tid, u, cl := e.warmSchool("2010")
 	if _, err := e.sim.Reset(e.ctx(), tid); err != nil {
 		t.Fatal(err)
 	}
@@ -564,12 +544,7 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 func TestConcurrentRefusalsCountAsOneFailure(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{client: platform.Config{BackoffBase: time.Minute, BackoffMax: time.Hour}})
-	tid := e.school(platformsim.TenantSpec{ID: "2016"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
-	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
-		t.Fatal(err)
-	}
+	tid, u, cl := e.warmSchool("2016")
 	if err := e.sim.FailNextAPICalls(tid, 1000, http.StatusUnauthorized); err != nil {
 		t.Fatal(err)
 	}
@@ -600,12 +575,7 @@ func TestConcurrentRefusalsCountAsOneFailure(t *testing.T) {
 func TestFailedBackgroundRefreshKeepsItsBackoff(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{client: platform.Config{BackoffBase: time.Minute, BackoffMax: time.Hour}})
-	tid := e.school(platformsim.TenantSpec{ID: "2017"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
-	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
-		t.Fatal(err)
-	}
+	tid, u, cl := e.warmSchool("2017")
 	if err := e.sim.FailNextTokenRequests(tid, 1, http.StatusUnauthorized, "invalid_client"); err != nil {
 		t.Fatal(err)
 	}
@@ -698,12 +668,7 @@ func TestDeactivationDropsTheCachedToken(t *testing.T) {
 func TestMarkWrittenDuringASuccessIsClearedLater(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, options{client: platform.Config{BackoffBase: time.Millisecond, BackoffMax: time.Millisecond}})
-	tid := e.school(platformsim.TenantSpec{ID: "2021"})
-	u := e.user(tid, platformsim.RoleTeacher)
-	cl := e.clients.For(tid)
-	if _, err := cl.User(e.ctx(), u.SourcedID); err != nil {
-		t.Fatal(err)
-	}
+	tid, u, cl := e.warmSchool("2021")
 	// Hold the tenant's row so the mark's UPDATE waits.
 	tx, err := e.store.Pool().Begin(e.ctx())
 	if err != nil {
