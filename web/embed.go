@@ -17,7 +17,26 @@ var staticFS embed.FS
 // Templates parses every page template. Each page defines "title" and "content" and is rendered
 // through "layout".
 func Templates() *template.Template {
-	return template.Must(template.New("").ParseFS(templateFS, "templates/*.html"))
+	return template.Must(template.New("").Funcs(template.FuncMap{"roleName": RoleName}).ParseFS(templateFS, "templates/*.html"))
+}
+
+// RoleName is a OneRoster role as the pages name it.
+func RoleName(role string) string {
+	switch role {
+	case "teacher":
+		return "Teacher"
+	case "student":
+		return "Student"
+	case "administrator":
+		return "School administrator"
+	case "parent", "guardian":
+		return "Parent"
+	case "aide":
+		return "Staff"
+	case "":
+		return "Unknown"
+	}
+	return role
 }
 
 // Static is the tree served under /static/.

@@ -9,12 +9,15 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/httpserver"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/platform"
+	"github.com/untis-partner/server/internal/session"
+	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/store"
 )
 
@@ -114,27 +117,42 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	// Credential changes made by any replica drop this replica's cached tokens at once. The
-	// listener outlives ctx (cancelled at the first signal) so that it keeps working while the
-	// server drains; it stops when serve returns.
-	listenCtx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
-	listening := make(chan struct{})
-	go func() {
-		defer close(listening)
-		platformClients.Listen(listenCtx)
-	}()
+	signIn, err := sso.New(sso.Config{
+		APIURL: cfg.UntisAPIURL, RedirectURL: cfg.RedirectURL(), Store: st, Platform: platformClients,
+		Logger: log, Metrics: reg,
+	})
+	if err != nil {
+		return err
+	}
+	sessions := session.New(session.Config{
+		Store: st, Embed: cfg.EmbedMode, IdleTimeout: cfg.SessionIdleTimeout, MaxAge: cfg.SessionMaxAge, Logger: log,
+	})
+	// Credential changes made by any replica drop this replica's cached tokens and discovery at
+	// once. The listener outlives ctx (cancelled at the first signal) so that it keeps working
+	// while the server drains; it stops when serve returns. So does the sweeper of expired
+	// sign-in flows and sessions.
+	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		platformClients.Listen(background, signIn.ChangeHandler())
+	})
+	wg.Go(func() { sessions.RunSweeper(background, 5*time.Minute) })
 	defer func() {
-		stopListening()
-		<-listening
+		stopBackground()
+		wg.Wait()
 	}()
 
 	srv := httpserver.New(httpserver.Deps{
 		Store:           st,
+		SSO:             signIn,
+		Sessions:        sessions,
+		Platform:        platformClients,
 		Logger:          log,
 		Metrics:         reg,
 		TrustedProxies:  cfg.TrustedProxies,
 		EmbedMode:       cfg.EmbedMode,
 		PlatformOrigins: cfg.PlatformOrigins,
+		PublicOrigin:    cfg.PublicURL.Scheme + "://" + cfg.PublicURL.Host,
 		HTTPS:           cfg.PublicURL.Scheme == "https",
 		Version:         version,
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/untis-partner/server/internal/store"
 	"github.com/untis-partner/server/web"
 )
 
@@ -15,12 +16,19 @@ type page struct {
 	Heading   string
 	Message   string
 	RequestID string
-}
 
-// handleHome is the app's home. Without a session (signing in arrives with the SSO launch flow),
-// it tells the visitor to open the app from Untis.
-func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, page{Page: "anonymous", Title: "Open this app from Untis"})
+	// The signed-in pages.
+	Session     *store.Session
+	CSRF        string
+	IsAdmin     bool
+	School      string
+	EntryPoint  string
+	Lesson      string
+	LaunchItems []launchItem
+
+	// The "sign-in needs cookies" page: the launch to open again, and whether we are in an iFrame.
+	Relaunch string
+	Embed    bool
 }
 
 func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,12 @@ func (s *Server) Handler() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(s.securityHeaders, limitBody(1<<20))
 		r.Get("/", s.handleHome)
+		r.Get("/launch", s.handleLaunch) // an entry point's launch, and the SSO callback
+		r.Get("/api/me", s.handleMe)
+		r.Get("/setup", s.handleSetup)
+		r.MethodFunc(http.MethodGet, "/logout", s.handleLogout)
+		r.MethodFunc(http.MethodPost, "/logout", s.handleLogout)
+		r.MethodFunc(http.MethodOptions, "/logout", s.handleLogout) // CORS preflight of WebUntis' call
 		r.Get("/static/*", s.handleStatic)
 	})
 

@@ -15,36 +15,50 @@ import (
 	"time"
 
 	"github.com/untis-partner/server/internal/metrics"
+	"github.com/untis-partner/server/internal/platform"
+	"github.com/untis-partner/server/internal/session"
+	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/store"
 	"github.com/untis-partner/server/web"
 )
 
 // Deps are what the HTTP layer needs from the rest of the server.
 type Deps struct {
-	Store          *store.Store
+	Store *store.Store
+	// SSO and Sessions sign users in; Platform reads what the app page shows (school, lesson).
+	SSO            *sso.Service
+	Sessions       *session.Manager
+	Platform       *platform.Clients
 	Logger         *slog.Logger
 	Metrics        *metrics.Registry
 	TrustedProxies []netip.Prefix
 	EmbedMode      bool
 	// PlatformOrigins may frame the app in embed mode (config.Config.PlatformOrigins).
 	PlatformOrigins []string
-	// HTTPS is true when PUBLIC_URL is https: pages then carry HSTS.
-	HTTPS   bool
-	Version string
+	// PublicOrigin is PUBLIC_URL's scheme://host[:port]; HTTPS is true when it is https (pages
+	// then carry HSTS).
+	PublicOrigin string
+	HTTPS        bool
+	Version      string
 }
 
 // Server holds the handlers' dependencies and the readiness state.
 type Server struct {
-	store     *store.Store
-	log       *slog.Logger
-	metrics   *metrics.Registry
-	trusted   []netip.Prefix
-	embedMode bool
-	version   string
-	csp       string // Content-Security-Policy of every page
-	https     bool
-	pages     *template.Template
-	httpm     httpMetrics
+	store           *store.Store
+	sso             *sso.Service
+	sessions        *session.Manager
+	platform        *platform.Clients
+	origin          string // our own origin (PUBLIC_URL)
+	platformOrigins []string
+	log             *slog.Logger
+	metrics         *metrics.Registry
+	trusted         []netip.Prefix
+	embedMode       bool
+	version         string
+	csp             string // Content-Security-Policy of every page
+	https           bool
+	pages           *template.Template
+	httpm           httpMetrics
 
 	draining atomic.Bool // set once shutdown has begun: /readyz answers 503
 }
@@ -58,15 +72,20 @@ func New(d Deps) *Server {
 		d.Metrics = metrics.NewRegistry()
 	}
 	s := &Server{
-		store:     d.Store,
-		log:       d.Logger,
-		metrics:   d.Metrics,
-		trusted:   d.TrustedProxies,
-		embedMode: d.EmbedMode,
-		version:   d.Version,
-		csp:       contentSecurityPolicy(d.EmbedMode, d.PlatformOrigins),
-		https:     d.HTTPS,
-		pages:     web.Templates(),
+		store:           d.Store,
+		sso:             d.SSO,
+		sessions:        d.Sessions,
+		platform:        d.Platform,
+		origin:          d.PublicOrigin,
+		platformOrigins: d.PlatformOrigins,
+		log:             d.Logger,
+		metrics:         d.Metrics,
+		trusted:         d.TrustedProxies,
+		embedMode:       d.EmbedMode,
+		version:         d.Version,
+		csp:             contentSecurityPolicy(d.EmbedMode, d.PlatformOrigins),
+		https:           d.HTTPS,
+		pages:           web.Templates(),
 	}
 	s.httpm = newHTTPMetrics(d.Metrics)
 	if d.Store != nil {

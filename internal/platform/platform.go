@@ -236,7 +236,8 @@ func (c *Clients) InvalidateAll() {
 }
 
 // Listen keeps the cache in step with credential changes made by any replica, until ctx ends.
-func (c *Clients) Listen(ctx context.Context) {
+// The handlers in also (other caches of the replica) hear the same changes on the same connection.
+func (c *Clients) Listen(ctx context.Context, also ...store.TenantChangeHandler) {
 	c.store.ListenTenantChanges(ctx, c.log, store.TenantChangeHandler{
 		Changed: c.Invalidate,
 		Resync: func() {
@@ -244,7 +245,7 @@ func (c *Clients) Listen(ctx context.Context) {
 			c.listening.Store(true)
 		},
 		Disconnected: func() { c.listening.Store(false) },
-	})
+	}.Also(also...))
 }
 
 // state returns the school's cache entry, creating it on first use. The lookup of an existing

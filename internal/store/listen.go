@@ -39,6 +39,36 @@ type TenantChangeHandler struct {
 	PingEvery time.Duration
 }
 
+// Also returns a handler that calls h and then each of others (their PingEvery is ignored), so
+// one listener connection serves every cache of a replica.
+func (h TenantChangeHandler) Also(others ...TenantChangeHandler) TenantChangeHandler {
+	all := append([]TenantChangeHandler{h}, others...)
+	return TenantChangeHandler{
+		Changed: func(id string) {
+			for _, x := range all {
+				if x.Changed != nil {
+					x.Changed(id)
+				}
+			}
+		},
+		Resync: func() {
+			for _, x := range all {
+				if x.Resync != nil {
+					x.Resync()
+				}
+			}
+		},
+		Disconnected: func() {
+			for _, x := range all {
+				if x.Disconnected != nil {
+					x.Disconnected()
+				}
+			}
+		},
+		PingEvery: h.PingEvery,
+	}
+}
+
 func (h TenantChangeHandler) pingEvery() time.Duration {
 	if h.PingEvery > 0 {
 		return h.PingEvery

@@ -21,12 +21,19 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the database handle the rest of the server uses.
 type Store struct {
-	pool    *pgxpool.Pool
+	pool *pgxpool.Pool
+	// relaxed is a second pool whose connections run with synchronous_commit=off. It writes only
+	// rows whose loss in a database crash means at most a new sign-in (login flows, sessions and
+	// the user profiles cached with them), so the login path waits for no WAL flush. Commits are
+	// visible to every other connection at once, as usual; only their durability is deferred by
+	// a fraction of a second. Credentials, receipts and audit events never go through it.
+	relaxed *pgxpool.Pool
 	keyring *secret.Keyring
 }
 
-// Options tune the pool.
+// Options tune the pools.
 type Options struct {
+	// MaxConns bounds each of the two pools (connections are opened on demand).
 	MaxConns int32
 }
 
@@ -48,22 +55,33 @@ func Open(ctx context.Context, databaseURL string, keyring *secret.Keyring, opts
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "untis-partner-server"
+	relaxedCfg := cfg.Copy()
+	relaxedCfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	relaxedCfg.ConnConfig.RuntimeParams["application_name"] = "untis-partner-server sessions"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: create pool: %w", err)
 	}
-	s := &Store{pool: pool, keyring: keyring}
+	relaxed, err := pgxpool.NewWithConfig(ctx, relaxedCfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: create session pool: %w", err)
+	}
+	s := &Store{pool: pool, relaxed: relaxed, keyring: keyring}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := s.Ping(pingCtx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	return s, nil
 }
 
 // Close releases every connection.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.pool.Close()
+	s.relaxed.Close()
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {

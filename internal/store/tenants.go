@@ -78,22 +78,48 @@ func (s *Store) UpsertTenant(ctx context.Context, id, state, name string) error 
 
 // Tenant returns one tenant.
 func (s *Store) Tenant(ctx context.Context, id string) (Tenant, error) {
-	var t Tenant
+	t, _, err := s.tenant(ctx, id, false)
+	return t, err
+}
+
+// TenantWithClientID returns the tenant and the client id of its newest credentials ("" when it
+// has none). Starting a sign-in needs both and nothing secret.
+func (s *Store) TenantWithClientID(ctx context.Context, id string) (Tenant, string, error) {
+	return s.tenant(ctx, id, true)
+}
+
+func (s *Store) tenant(ctx context.Context, id string, withClientID bool) (Tenant, string, error) {
+	var (
+		t        Tenant
+		clientID string
+	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT tenant_id, state, name, country, region, language, host,
-		       credentials_failing_since, credentials_failure_reason, last_webhook_at,
-		       state_changed_at, created_at
-		FROM tenants WHERE tenant_id = $1`, id).Scan(
+		SELECT t.tenant_id, t.state, t.name, t.country, t.region, t.language, t.host,
+		       t.credentials_failing_since, t.credentials_failure_reason, t.last_webhook_at,
+		       t.state_changed_at, t.created_at,
+		       CASE WHEN $2 THEN COALESCE((SELECT c.client_id FROM tenant_credentials c
+		                                   WHERE c.tenant_id = t.tenant_id ORDER BY c.version DESC LIMIT 1), '')
+		            ELSE '' END
+		FROM tenants t WHERE t.tenant_id = $1`, id, withClientID).Scan(
 		&t.ID, &t.State, &t.Name, &t.Country, &t.Region, &t.Language, &t.Host,
 		&t.CredentialsFailingSince, &t.CredentialsFailureReason, &t.LastWebhookAt,
-		&t.StateChangedAt, &t.CreatedAt)
+		&t.StateChangedAt, &t.CreatedAt, &clientID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Tenant{}, ErrNotFound
+		return Tenant{}, "", ErrNotFound
 	}
 	if err != nil {
-		return Tenant{}, fmt.Errorf("tenant %s: %w", id, err)
+		return Tenant{}, "", fmt.Errorf("tenant %s: %w", id, err)
 	}
-	return t, nil
+	return t, clientID, nil
+}
+
+// SetTenantName records the school's name as the platform's OneRoster calls it, when it differs.
+func (s *Store) SetTenantName(ctx context.Context, id, name string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE tenants SET name = $2, updated_at = now() WHERE tenant_id = $1 AND name <> $2`, id, name)
+	if err != nil {
+		return fmt.Errorf("set name of tenant %s: %w", id, err)
+	}
+	return nil
 }
 
 // AddCredentials seals and stores a new version of the tenant's credentials and returns its

@@ -1,0 +1,191 @@
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/untis-partner/server/internal/platform"
+	"github.com/untis-partner/server/internal/session"
+	"github.com/untis-partner/server/internal/store"
+)
+
+// loadSession returns the request's live session, or session.ErrNoSession (also when the server
+// was built without sign-in, as some tests build it).
+func (s *Server) loadSession(r *http.Request) (*store.Session, error) {
+	if s.sessions == nil {
+		return nil, session.ErrNoSession
+	}
+	return s.sessions.Load(r.Context(), r)
+}
+
+// storeTrouble answers a request whose session could not be checked because the store failed.
+func (s *Server) storeTrouble(w http.ResponseWriter, r *http.Request, err error, asJSON bool) {
+	s.log.ErrorContext(r.Context(), "load session", "request_id", RequestID(r.Context()), "err", err)
+	if asJSON {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{"unavailable", "The app cannot check your sign-in just now; try again in a moment."})
+		return
+	}
+	s.renderError(w, r, http.StatusServiceUnavailable, "The app is having trouble",
+		"The app cannot check your sign-in just now. Please try again in a moment.")
+}
+
+type apiError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// me is the JSON of GET /api/me (contract.md).
+type me struct {
+	TenantID   string            `json:"tenantId"`
+	Sub        string            `json:"sub"`
+	Role       string            `json:"role"`
+	GivenName  string            `json:"givenName"`
+	FamilyName string            `json:"familyName"`
+	Email      string            `json:"email"`
+	Launch     map[string]string `json:"launch"`
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.loadSession(r)
+	if errors.Is(err, session.ErrNoSession) {
+		writeJSON(w, http.StatusUnauthorized, apiError{"not_signed_in", "Open the app from Untis to sign in."})
+		return
+	}
+	if err != nil {
+		s.storeTrouble(w, r, err, true)
+		return
+	}
+	launch := sess.Launch
+	if launch == nil {
+		launch = map[string]string{}
+	}
+	writeJSON(w, http.StatusOK, me{
+		TenantID: sess.TenantID, Sub: sess.Sub, Role: sess.User.Role,
+		GivenName: sess.User.GivenName, FamilyName: sess.User.FamilyName, Email: sess.User.Email,
+		Launch: launch,
+	})
+}
+
+// handleHome is the app: who is signed in, their school, and what they launched from. Without a
+// session it says to open the app from Untis.
+func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.loadSession(r)
+	if errors.Is(err, session.ErrNoSession) {
+		s.render(w, r, http.StatusOK, page{Page: "anonymous", Title: "Open this app from Untis"})
+		return
+	}
+	if err != nil {
+		s.storeTrouble(w, r, err, false)
+		return
+	}
+	p := page{Page: "home", Title: "Signed in", Session: sess, CSRF: session.CSRFToken(sess)}
+	if sess.TenantState == store.StatePendingSetup {
+		p.Page, p.Title = "pending_setup", "Your school is being set up"
+		p.IsAdmin = sess.User.Role == platform.RoleAdministrator
+		s.render(w, r, http.StatusOK, p)
+		return
+	}
+	p.School = s.schoolName(r.Context(), sess)
+	p.EntryPoint = entryPoint(sess.Launch)
+	p.LaunchItems = launchItems(sess.Launch)
+	p.Lesson = s.lessonTitle(r.Context(), sess)
+	s.render(w, r, http.StatusOK, p)
+}
+
+// schoolName is the school's name from the platform's OneRoster, fetched once and kept on the
+// tenant. A platform failure only leaves the name out.
+func (s *Server) schoolName(ctx context.Context, sess *store.Session) string {
+	if sess.TenantName != "" || s.platform == nil {
+		return sess.TenantName
+	}
+	for _, o := range sess.User.Orgs {
+		if o.Type != "" && o.Type != "school" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		org, err := s.platform.For(sess.TenantID).School(ctx, o.SourcedID)
+		cancel()
+		if err != nil {
+			s.log.InfoContext(ctx, "school name not available", "tenant_id", sess.TenantID, "err", err)
+			return ""
+		}
+		if org.Name != "" {
+			if err := s.store.SetTenantName(ctx, sess.TenantID, org.Name); err != nil {
+				s.log.WarnContext(ctx, "record school name", "tenant_id", sess.TenantID, "err", err)
+			}
+		}
+		return org.Name
+	}
+	return ""
+}
+
+// lessonTitle looks up the lesson the user launched from, with the school's token, so the page
+// can name it. The lesson id is only a hint: the platform answers for this school's lessons
+// only, and a failure leaves the title out.
+func (s *Server) lessonTitle(ctx context.Context, sess *store.Session) string {
+	id := sess.Launch["lesson_id"]
+	if id == "" || s.platform == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	cl, err := s.platform.For(sess.TenantID).Class(ctx, id)
+	if err != nil {
+		s.log.InfoContext(ctx, "lesson not available", "tenant_id", sess.TenantID, "err", err)
+		return ""
+	}
+	return cl.Title
+}
+
+// handleSetup is where a school admin completes a school's setup. Collecting the setup fields
+// arrives with onboarding; until then the page says so.
+func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.loadSession(r)
+	if errors.Is(err, session.ErrNoSession) {
+		s.renderError(w, r, http.StatusUnauthorized, "Open this app from Untis",
+			"Setting up the app needs you to be signed in: open it from the WebUntis menu as your school's administrator.")
+		return
+	}
+	if err != nil {
+		s.storeTrouble(w, r, err, false)
+		return
+	}
+	if sess.User.Role != platform.RoleAdministrator {
+		s.renderError(w, r, http.StatusForbidden, "Only your school's administrator can do this",
+			"Setting up the app for your school is done by a WebUntis administrator of your school.")
+		return
+	}
+	s.render(w, r, http.StatusOK, page{Page: "setup", Title: "Set up the app", Session: sess})
+}
+
+// handleLogout ends the session. WebUntis calls it (its Logout-Path) from its own pages,
+// cross-origin with credentials, when the user logs out there: the platform's origins get CORS
+// answers. There is deliberately no CSRF check: a forged logout can only sign someone out, and
+// the platform's call cannot carry our token.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if s.platformCORS(w, r, "GET, POST") {
+		return
+	}
+	if s.sessions == nil {
+		s.render(w, r, http.StatusOK, page{Page: "signed_out", Title: "Signed out"})
+		return
+	}
+	ended, err := s.sessions.End(r.Context(), w, r)
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "end session", "request_id", RequestID(r.Context()), "err", err)
+		s.renderError(w, r, http.StatusServiceUnavailable, "Sign-out did not finish",
+			"The app could not end your sign-in just now. Please try again in a moment.")
+		return
+	}
+	if ended {
+		s.log.InfoContext(r.Context(), "signed out", "request_id", RequestID(r.Context()), "cross_origin", r.Header.Get("Origin") != "")
+	}
+	// A script's call (the platform's, or our front end's) gets no page.
+	if r.Header.Get("Sec-Fetch-Mode") == "cors" || (r.Header.Get("Origin") != "" && r.Header.Get("Origin") != s.origin) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.render(w, r, http.StatusOK, page{Page: "signed_out", Title: "Signed out"})
+}

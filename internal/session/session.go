@@ -1,0 +1,219 @@
+// Package session keeps signed-in browsers: server-side sessions in the store, found by the
+// SHA-256 of a random id that only the browser's cookie holds, with idle and absolute timeouts,
+// bound to one school; and the cookies of the sign-in flow. Cookies are __Host- prefixed,
+// HttpOnly and Secure; SameSite=Lax, or None and Partitioned when the app runs in an iFrame.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/untis-partner/server/internal/store"
+)
+
+// Cookie names. The __Host- prefix makes the browser refuse the cookie unless it is Secure, has
+// Path=/ and no Domain: no subdomain or plain-http page can plant or overwrite it.
+const (
+	CookieName       = "__Host-untis-session"
+	flowCookiePrefix = "__Host-untis-flow-"
+)
+
+// ErrNoSession is returned when the request carries no live session.
+var ErrNoSession = errors.New("no session")
+
+// Config configures the Manager.
+type Config struct {
+	Store *store.Store
+	// Embed is EMBED_MODE: cookies must travel inside the platform's iFrame (SameSite=None,
+	// Partitioned).
+	Embed       bool
+	IdleTimeout time.Duration
+	MaxAge      time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
+}
+
+// Manager creates, finds and ends sessions, and writes the flow cookies.
+type Manager struct {
+	store *store.Store
+	embed bool
+	idle  time.Duration
+	max   time.Duration
+	now   func() time.Time
+	log   *slog.Logger
+	// touchAfter: activity is written back at most this often per session, so a busy session
+	// costs one read per request, not a write.
+	touchAfter time.Duration
+}
+
+// New builds a Manager.
+func New(cfg Config) *Manager {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Hour
+	}
+	if cfg.MaxAge < cfg.IdleTimeout {
+		cfg.MaxAge = max(cfg.IdleTimeout, 12*time.Hour)
+	}
+	return &Manager{
+		store: cfg.Store, embed: cfg.Embed, idle: cfg.IdleTimeout, max: cfg.MaxAge, now: cfg.Now, log: cfg.Logger,
+		touchAfter: min(time.Minute, cfg.IdleTimeout/10),
+	}
+}
+
+// Start signs the browser in as user: a new session with a fresh id (never one the browser
+// brought), replacing the browser's previous session if it had one. It returns the school's
+// state at that moment.
+func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Request, user store.User, launch map[string]string) (string, error) {
+	id := randomToken()
+	now := m.now()
+	l := store.Login{
+		User: user, SessionIDHash: hashID(id), CSRFToken: []byte(randomToken()), Launch: launch,
+		Now: now, IdleExpiresAt: now.Add(m.idle), ExpiresAt: now.Add(m.max),
+	}
+	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
+		l.ReplacesIDHash = hashID(c.Value)
+	}
+	state, err := m.store.CreateLogin(ctx, l)
+	if err != nil {
+		return "", fmt.Errorf("start session: %w", err)
+	}
+	http.SetCookie(w, m.cookie(CookieName, id, int(m.max.Seconds())))
+	return state, nil
+}
+
+// Load returns the request's live session, or ErrNoSession. Activity moves the idle expiry
+// (written at most once a minute per session).
+func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, error) {
+	c, err := r.Cookie(CookieName)
+	if err != nil || c.Value == "" || len(c.Value) > 128 {
+		return nil, ErrNoSession
+	}
+	now := m.now()
+	s, err := m.store.SessionByID(ctx, hashID(c.Value), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, err
+	}
+	if now.Sub(s.LastSeenAt) >= m.touchAfter {
+		if err := m.store.TouchSession(ctx, s.IDHash, now, now.Add(m.idle)); err != nil {
+			// The session is still valid; only its idle expiry did not move this time.
+			m.log.WarnContext(ctx, "session activity not recorded", "tenant_id", s.TenantID, "err", err)
+		}
+	}
+	return &s, nil
+}
+
+// End deletes the request's session (if any) and clears its cookie. It reports whether a
+// session was ended.
+func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Request) (bool, error) {
+	http.SetCookie(w, m.cookie(CookieName, "", -1))
+	c, err := r.Cookie(CookieName)
+	if err != nil || c.Value == "" {
+		return false, nil
+	}
+	return m.store.DeleteSession(ctx, hashID(c.Value))
+}
+
+// CSRFToken is the session's token for its forms.
+func CSRFToken(s *store.Session) string { return string(s.CSRFToken) }
+
+// ValidCSRF compares a submitted token with the session's in constant time.
+func ValidCSRF(s *store.Session, token string) bool {
+	return token != "" && subtle.ConstantTimeCompare([]byte(token), s.CSRFToken) == 1
+}
+
+// SetFlowCookie gives the browser the id of a sign-in flow, under a name of its own (tag), so
+// that several tabs can sign in at once.
+func (m *Manager) SetFlowCookie(w http.ResponseWriter, tag, flowID string, expires time.Time) {
+	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, flowID, max(1, int(expires.Sub(m.now()).Seconds()))))
+}
+
+// FlowCookie returns the flow id the browser holds under tag ("" when none).
+func (m *Manager) FlowCookie(r *http.Request, tag string) string {
+	c, err := r.Cookie(flowCookiePrefix + tag)
+	if err != nil || len(c.Value) > 128 {
+		return ""
+	}
+	return c.Value
+}
+
+// ClearFlowCookie removes the flow cookie named by tag.
+func (m *Manager) ClearFlowCookie(w http.ResponseWriter, tag string) {
+	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, "", -1))
+}
+
+// cookie builds a __Host- cookie. Outside an iFrame SameSite=Lax: the cookie comes along when
+// the platform sends the browser back (a top-level navigation) but not on cross-site
+// subrequests. In an iFrame the platform's page is the top-level site, so the cookies must be
+// SameSite=None; Partitioned (CHIPS) keeps them to that embedding site.
+func (m *Manager) cookie(name, value string, maxAge int) *http.Cookie {
+	c := &http.Cookie{
+		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode,
+	}
+	if m.embed {
+		c.SameSite = http.SameSiteNoneMode
+		c.Partitioned = true
+	}
+	return c
+}
+
+// Sweep deletes expired flows and sessions, in batches, until none is left or ctx ends.
+func (m *Manager) Sweep(ctx context.Context) (flows, sessions int64, err error) {
+	const batch = 1000
+	for ctx.Err() == nil {
+		f, s, err := m.store.SweepExpired(ctx, m.now(), batch)
+		flows, sessions = flows+f, sessions+s
+		if err != nil || (f < batch && s < batch) {
+			return flows, sessions, err
+		}
+	}
+	return flows, sessions, ctx.Err()
+}
+
+// RunSweeper sweeps every interval until ctx ends.
+func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f, s, err := m.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.log.WarnContext(ctx, "sweeping expired sessions failed", "err", err)
+		case f+s > 0:
+			m.log.DebugContext(ctx, "swept expired sign-in flows and sessions", "flows", f, "sessions", s)
+		}
+	}
+}
+
+func hashID(id string) []byte {
+	h := sha256.Sum256([]byte(id))
+	return h[:]
+}
+
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
