@@ -34,6 +34,7 @@ commands:
   migrate force V       record version V without running anything (after repairing a failed migration)
   rotate-keys           re-encrypt every stored secret under the active ENCRYPTION_KEYS key
   check-tenant ID       fetch a token with school ID's stored credentials and read it from OneRoster
+  activate ID           prove school ID's credentials (JSON on stdin) with the platform, then store them
   healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
   version               print the build version
 
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return rotateKeys(ctx, getenv, stdout)
 	case "check-tenant":
 		return checkTenant(ctx, args, getenv, stdout, stderr)
+	case "activate":
+		return activate(ctx, args, getenv, stdin, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "version":

@@ -1,0 +1,52 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ActivateWithCredentials makes the tenant known (or known again) in the given state with a new
+// version of sealed credentials, and records who did it in the audit trail, in one durable
+// transaction. Every replica hears of the change. It returns the credentials' version.
+func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID, state string, c Credentials, actor string) (int, error) {
+	sealedSecret, err := s.seal(c.Secret, tenantID, ColCredentialSecret)
+	if err != nil {
+		return 0, err
+	}
+	sealedPassword, err := s.seal(c.Password, tenantID, ColCredentialPassword)
+	if err != nil {
+		return 0, err
+	}
+	var version int
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO tenants (tenant_id, state) VALUES ($1, $2)
+			ON CONFLICT (tenant_id) DO UPDATE SET
+				state = EXCLUDED.state,
+				state_changed_at = CASE WHEN tenants.state <> EXCLUDED.state THEN now() ELSE tenants.state_changed_at END,
+				updated_at = now()`, tenantID, state); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source)
+			SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
+			FROM tenant_credentials WHERE tenant_id = $1
+			RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version); err != nil {
+			return err
+		}
+		// Never a secret value in the audit trail: who, what, which version and client id.
+		detail, _ := json.Marshal(map[string]any{"state": state, "credentials_version": version, "client_id": c.ClientID, "source": c.Source})
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_events (tenant_id, actor, action, detail) VALUES ($1, $2, 'credentials.stored', $3)`,
+			tenantID, actor, detail); err != nil {
+			return err
+		}
+		return notifyTenantChanged(ctx, tx, tenantID)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("activate tenant %s: %w", tenantID, err)
+	}
+	return version, nil
+}
