@@ -187,7 +187,7 @@ func asHTTPS(u *url.URL) *url.URL {
 }
 
 func (j secureJar) SetCookies(u *url.URL, cs []*http.Cookie) { j.Jar.SetCookies(asHTTPS(u), cs) }
-func (j secureJar) Cookies(u *url.URL) []*http.Cookie       { return j.Jar.Cookies(asHTTPS(u)) }
+func (j secureJar) Cookies(u *url.URL) []*http.Cookie        { return j.Jar.Cookies(asHTTPS(u)) }
 
 func (e *signinEnv) browser() *browser {
 	jar, _ := cookiejar.New(nil)
