@@ -312,3 +312,53 @@ func TestSignInIssParameter(t *testing.T) {
 	}
 	e.refusal(t, end, "iss_param_mismatch")
 }
+
+// TestSignInLogsNoSecrets runs whole sign-ins, good and refused, with a capturing logger and
+// checks that no code, state, nonce, token, secret or cookie value reaches the log.
+func TestSignInLogsNoSecrets(t *testing.T) {
+	t.Parallel()
+	e := newSigninEnv(t, signinOptions{})
+	tid := e.newSchool(store.StateActive)
+	_, clientSecret, password, _ := e.sim.Credentials(tid)
+	secrets := []string{clientSecret, password}
+	b := e.browser()
+	b.signInAs(tid, e.user(tid, platformsim.RoleTeacher).SourcedID)
+	collect := func(callback string) {
+		u, _ := url.Parse(callback)
+		for _, k := range []string{"code", "state"} {
+			if v := u.Query().Get(k); v != "" {
+				secrets = append(secrets, v)
+			}
+		}
+		for _, name := range b.cookieNames() {
+			if strings.HasPrefix(name, "__Host-") { // not the simulator's sim_user_ (a user id)
+				secrets = append(secrets, b.cookie(name))
+			}
+		}
+	}
+	for _, fault := range []platformsim.IDTokenFault{"", platformsim.WrongNonce, platformsim.Expired, platformsim.ForeignKey, platformsim.OneRosterMismatch} {
+		if fault != "" {
+			if err := e.sim.InjectIDTokenFault(tid, fault); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := b.get(e.app.srv.URL + "/launch?" + launchQuery(tid).Encode())
+		au, _ := url.Parse(start.location)
+		secrets = append(secrets, au.Query().Get("nonce"), au.Query().Get("state"))
+		back := b.get(start.location)
+		collect(back.location)
+		b.get(back.location)
+		collect(back.location)
+		// Replayed and cookie-less callbacks log too.
+		e.browser().get(back.location)
+	}
+	b.me()
+	b.do(http.MethodPost, e.app.srv.URL+"/logout", nil)
+	e.logs.AssertNoSecrets(t, secrets...)
+	if strings.Contains(e.logs.String(), "eyJ") {
+		t.Error("a JWT (id_token) reached the log")
+	}
+	if len(e.logs.Find(t, "signed in")) == 0 || len(e.logs.Find(t, "sign-in refused")) < 4 {
+		t.Error("the flows did not log what they should; the test proves nothing")
+	}
+}
