@@ -18,6 +18,7 @@ const (
 	MaxLaunchValueLen   = 512
 	maxTenantIDLen      = 64
 	maxReturnPathLength = 1024
+	maxDroppedNamed     = 16
 )
 
 // Parameters of /launch that are not launch context: the tenant hint, the return path, and the
@@ -79,7 +80,13 @@ func ParseLaunch(q url.Values) (Launch, error) {
 		}
 		v := first(q, k)
 		if len(l.Context) >= MaxLaunchParams || !validContextKey(k) || !validContextValue(v) {
-			l.Dropped = append(l.Dropped, boundedName(k))
+			// The log line names a bounded number of them: a URL may carry thousands.
+			switch {
+			case len(l.Dropped) < maxDroppedNamed:
+				l.Dropped = append(l.Dropped, boundedName(k))
+			case len(l.Dropped) == maxDroppedNamed:
+				l.Dropped = append(l.Dropped, "(more)")
+			}
 			continue
 		}
 		l.Context[k] = v
@@ -129,7 +136,9 @@ func validContextValue(v string) bool {
 		return false
 	}
 	for _, r := range v {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
+		// Also the bidirectional overrides and isolates, which make shown text lie about its order.
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' ||
+			(r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') {
 			return false
 		}
 	}
@@ -178,6 +187,11 @@ func SafeReturnPath(p string) (string, bool) {
 	if strings.HasPrefix(clean, "//") || clean == "/launch" || strings.HasPrefix(clean, "/launch/") {
 		return "", false
 	}
+	// The loop check also runs on the decoded path: browsers read "%2e%2e" as "..", so
+	// "/x/%2e%2e/launch" arrives as /launch, and "/%6caunch" is /launch to whatever decodes it.
+	if decoded := path.Clean(u.Path); decoded == "/launch" || strings.HasPrefix(decoded, "/launch/") {
+		return "", false
+	}
 	out := clean
 	if strings.HasSuffix(escaped, "/") && clean != "/" {
 		out += "/"
@@ -187,6 +201,10 @@ func SafeReturnPath(p string) (string, bool) {
 	}
 	if u.Fragment != "" {
 		out += "#" + u.EscapedFragment()
+	}
+	// Escaping can lengthen it ('"' becomes "%22"); the bound holds for what is returned too.
+	if len(out) > maxReturnPathLength {
+		return "", false
 	}
 	return out, true
 }
