@@ -347,7 +347,7 @@ func (s *wdSession) bodyText() (string, error) {
 	return text, err
 }
 
-// waitFor polls cond until it holds, for at most 20 s; then the test fails with cond's last
+// waitFor polls cond until it holds, for at most 60 s (2-core CI machines under load); then the test fails with cond's last
 // description of what it saw.
 func (s *wdSession) waitFor(what string, cond func() (bool, string)) {
 	s.t.Helper()
@@ -358,7 +358,7 @@ func (s *wdSession) waitFor(what string, cond func() (bool, string)) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("waited 20s for %s; last saw: %s", what, saw)
+			s.t.Fatalf("waited 60s for %s; last saw: %s", what, saw)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
