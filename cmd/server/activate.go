@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 
 	"github.com/untis-partner/server/internal/platform"
@@ -55,18 +54,11 @@ func activate(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("activate: missing %s", strings.Join(missing, ", "))
 	}
 
-	cfg, st, err := openSecretStore(ctx, getenv)
+	cfg, st, clients, err := openPlatform(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	clients, err := platform.New(platform.Config{
-		BaseURL: cfg.UntisAPIURL, Store: st,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
-	if err != nil {
-		return err
-	}
 	if err := clients.ProveCredentials(ctx, tenantID, in.ClientID, in.Secret, in.Password); err != nil {
 		var swapped *platform.SwappedError
 		var te *platform.TokenError

@@ -9,9 +9,28 @@ import (
 	"strings"
 	"time"
 
+	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/store"
 )
+
+// openPlatform opens the store and a platform client for a one-shot command; its log (errors
+// only) goes to stderr.
+func openPlatform(ctx context.Context, getenv func(string) string, stderr io.Writer) (*config.Config, *store.Store, *platform.Clients, error) {
+	cfg, st, err := openSecretStore(ctx, getenv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	clients, err := platform.New(platform.Config{
+		BaseURL: cfg.UntisAPIURL, Store: st,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return cfg, st, clients, nil
+}
 
 // checkTenant is the operator's question "does this school's connection to the platform work?":
 // it fetches a client-credentials token with the stored credentials and reads the school and
@@ -22,18 +41,11 @@ func checkTenant(ctx context.Context, args []string, getenv func(string) string,
 		return errors.New("usage: server check-tenant TENANT_ID")
 	}
 	tenantID := args[0]
-	cfg, st, err := openSecretStore(ctx, getenv)
+	cfg, st, clients, err := openPlatform(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	clients, err := platform.New(platform.Config{
-		BaseURL: cfg.UntisAPIURL, Store: st,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
-	if err != nil {
-		return err
-	}
 
 	tn, err := st.Tenant(ctx, tenantID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -12,11 +12,7 @@ import (
 // version of sealed credentials, and records who did it in the audit trail, in one durable
 // transaction. Every replica hears of the change. It returns the credentials' version.
 func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID, state string, c Credentials, actor string) (int, error) {
-	sealedSecret, err := s.seal(c.Secret, tenantID, ColCredentialSecret)
-	if err != nil {
-		return 0, err
-	}
-	sealedPassword, err := s.seal(c.Password, tenantID, ColCredentialPassword)
+	sealedSecret, sealedPassword, err := s.sealCredentials(tenantID, c)
 	if err != nil {
 		return 0, err
 	}
@@ -30,11 +26,8 @@ func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID, state str
 				updated_at = now()`, tenantID, state); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `
-			INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source)
-			SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
-			FROM tenant_credentials WHERE tenant_id = $1
-			RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version); err != nil {
+		var err error
+		if version, err = insertCredentials(ctx, tx, tenantID, c, sealedSecret, sealedPassword); err != nil {
 			return err
 		}
 		// Never a secret value in the audit trail: who, what, which version and client id.

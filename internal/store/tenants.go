@@ -125,11 +125,7 @@ func (s *Store) SetTenantName(ctx context.Context, id, name string) error {
 // AddCredentials seals and stores a new version of the tenant's credentials and returns its
 // version number. The tenant must exist.
 func (s *Store) AddCredentials(ctx context.Context, tenantID string, c Credentials) (int, error) {
-	sealedSecret, err := s.seal(c.Secret, tenantID, ColCredentialSecret)
-	if err != nil {
-		return 0, err
-	}
-	sealedPassword, err := s.seal(c.Password, tenantID, ColCredentialPassword)
+	sealedSecret, sealedPassword, err := s.sealCredentials(tenantID, c)
 	if err != nil {
 		return 0, err
 	}
@@ -142,12 +138,8 @@ func (s *Store) AddCredentials(ctx context.Context, tenantID string, c Credentia
 			}
 			return err
 		}
-		err := tx.QueryRow(ctx, `
-			INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source)
-			SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
-			FROM tenant_credentials WHERE tenant_id = $1
-			RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version)
-		if err != nil {
+		var err error
+		if version, err = insertCredentials(ctx, tx, tenantID, c, sealedSecret, sealedPassword); err != nil {
 			return err
 		}
 		return notifyTenantChanged(ctx, tx, tenantID)
@@ -156,6 +148,29 @@ func (s *Store) AddCredentials(ctx context.Context, tenantID string, c Credentia
 		return 0, fmt.Errorf("add credentials for tenant %s: %w", tenantID, err)
 	}
 	return version, nil
+}
+
+// sealCredentials seals the secret and the password, each bound to the tenant and its column.
+func (s *Store) sealCredentials(tenantID string, c Credentials) (sealedSecret, sealedPassword []byte, err error) {
+	if sealedSecret, err = s.seal(c.Secret, tenantID, ColCredentialSecret); err != nil {
+		return nil, nil, err
+	}
+	if sealedPassword, err = s.seal(c.Password, tenantID, ColCredentialPassword); err != nil {
+		return nil, nil, err
+	}
+	return sealedSecret, sealedPassword, nil
+}
+
+// insertCredentials stores the next version of a tenant's credentials in tx. The caller holds
+// the tenant row's lock (or has just written it), so versions are numbered one after the other.
+func insertCredentials(ctx context.Context, tx pgx.Tx, tenantID string, c Credentials, sealedSecret, sealedPassword []byte) (int, error) {
+	var version int
+	err := tx.QueryRow(ctx, `
+		INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source)
+		SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
+		FROM tenant_credentials WHERE tenant_id = $1
+		RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version)
+	return version, err
 }
 
 // CurrentCredentials returns the tenant's newest credentials, opened, whatever its state.
