@@ -74,7 +74,7 @@ func activate(ctx context.Context, args []string, getenv func(string) string, st
 	if cfg.SetupFieldsFile != "" {
 		state = store.StatePendingSetup
 	}
-	version, err := st.ActivateWithCredentials(ctx, tenantID, state, store.Credentials{
+	version, state, err := st.ActivateWithCredentials(ctx, tenantID, state, store.Credentials{
 		ClientID: in.ClientID, Secret: in.Secret, Password: in.Password, Source: "operator",
 	}, "cli")
 	if err != nil {

@@ -93,10 +93,19 @@ func TestActivate(t *testing.T) {
 		AND detail::text NOT LIKE '%'||$1||'%' AND detail::text NOT LIKE '%'||$2||'%'`, secretValue, passwordValue).Scan(&audit); err != nil || audit != 1 {
 		t.Errorf("audit events without secrets: %d, %v", audit, err)
 	}
-	// With setup fields configured, a school waits for its setup.
+	// With setup fields configured a new school waits for its setup, but new credentials for a
+	// school that is already active keep it active.
 	out, err = activateWith("5101", creds(clientID, secretValue, passwordValue), "SETUP_FIELDS_FILE", writeSetupFields(t))
-	if err != nil || !strings.Contains(out, "state "+store.StatePendingSetup) || !strings.Contains(out, "version 2") {
+	if err != nil || !strings.Contains(out, "state "+store.StateActive) || !strings.Contains(out, "version 2") {
 		t.Errorf("activate with setup fields: %v\n%s", err, out)
+	}
+	if _, err := sim.AddTenant(platformsim.TenantSpec{ID: "5102"}); err != nil {
+		t.Fatal(err)
+	}
+	c2, s2, p2, _ := sim.Credentials("5102")
+	out, err = activateWith("5102", creds(c2, s2, p2), "SETUP_FIELDS_FILE", writeSetupFields(t))
+	if err != nil || !strings.Contains(out, "state "+store.StatePendingSetup) {
+		t.Errorf("new school with setup fields: %v\n%s", err, out)
 	}
 }
 

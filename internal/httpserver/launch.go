@@ -52,11 +52,13 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request, q url.Va
 	flowID := s.sessions.FlowCookie(r, tag)
 	s.sessions.ClearFlowCookie(w, tag) // one attempt per flow, whatever happens
 	if flowID == "" && q.Get("error") == "" {
+		s.endPreviousSession(w, r)
 		s.flowCookieMissing(w, r, q.Get("state"))
 		return
 	}
 	id, err := s.sso.Complete(ctx, flowID, q)
 	if err != nil {
+		s.endPreviousSession(w, r)
 		s.signInFailed(w, r, err)
 		return
 	}
@@ -79,6 +81,15 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request, q url.Va
 		target = "/setup"
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// endPreviousSession ends the browser's session when a sign-in fails: a new launch means someone
+// is signing in now, and if that is another WebUntis user whose sign-in failed, the previous
+// user must not stay signed in behind the error page.
+func (s *Server) endPreviousSession(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.sessions.End(r.Context(), w, r); err != nil {
+		s.log.ErrorContext(r.Context(), "end the previous session", "request_id", RequestID(r.Context()), "err", err)
+	}
 }
 
 // flowCookieMissing answers a callback without its flow cookie. In an iFrame that is almost

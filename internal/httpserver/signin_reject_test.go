@@ -362,3 +362,33 @@ func TestSignInLogsNoSecrets(t *testing.T) {
 		t.Error("the flows did not log what they should; the test proves nothing")
 	}
 }
+
+// TestFailedRelaunchEndsPreviousSession: when another WebUntis user takes over the browser and
+// their sign-in fails, the previous user is not left signed in behind the error page.
+func TestFailedRelaunchEndsPreviousSession(t *testing.T) {
+	t.Parallel()
+	e := newSigninEnv(t, signinOptions{})
+	tid := e.newSchool(store.StateActive)
+	b := e.browser()
+	b.signInAs(tid, e.user(tid, platformsim.RoleTeacher).SourcedID)
+	for _, fail := range []func(){
+		func() { _ = e.sim.InjectAuthorizeError(tid, "access_denied") },
+		func() { _ = e.sim.InjectIDTokenFault(tid, platformsim.WrongNonce) },
+	} {
+		if end := b.launch(launchQuery(tid)); end.status != http.StatusOK {
+			t.Fatalf("sign-in = %d", end.status)
+		}
+		b.signInAs(tid, e.user(tid, platformsim.RoleStudent).SourcedID)
+		fail()
+		if end := b.launch(launchQuery(tid)); end.status < 400 {
+			t.Fatalf("failing sign-in = %d", end.status)
+		}
+		if me := b.me(); me.status != http.StatusUnauthorized {
+			t.Errorf("after a failed sign-in the previous user is still signed in: %d %s", me.status, me.body)
+		}
+		if n := e.sessionsOf(tid); n != 0 {
+			t.Errorf("%d sessions left", n)
+		}
+		b.signInAs(tid, e.user(tid, platformsim.RoleTeacher).SourcedID)
+	}
+}

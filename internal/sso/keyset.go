@@ -33,6 +33,9 @@ var (
 	errJWKSFetch    = errors.New("could not fetch the platform's JWKS")
 )
 
+// noKeysRetryInterval is the least time between fetches while no key is held at all.
+const noKeysRetryInterval = 5 * time.Second
+
 // maxJWKSBytes bounds a JWKS document; a real one is a few kilobytes.
 const maxJWKSBytes = 256 << 10
 
@@ -162,7 +165,13 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 		defer k.mu.Unlock()
 		return k.keys, k.fetchErr
 	}
-	if !k.lastFetch.IsZero() && k.now().Sub(k.lastFetch) < k.minInterval {
+	interval := k.minInterval
+	if k.keys == nil {
+		// Nothing held yet (the first fetch failed): every sign-in of the school fails until a
+		// fetch succeeds, so try again sooner.
+		interval = min(interval, noKeysRetryInterval)
+	}
+	if !k.lastFetch.IsZero() && k.now().Sub(k.lastFetch) < interval {
 		defer k.mu.Unlock()
 		return k.keys, k.fetchErr
 	}

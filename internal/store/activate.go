@@ -10,20 +10,24 @@ import (
 
 // ActivateWithCredentials makes the tenant known (or known again) in the given state with a new
 // version of sealed credentials, and records who did it in the audit trail, in one durable
-// transaction. Every replica hears of the change. It returns the credentials' version.
-func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID, state string, c Credentials, actor string) (int, error) {
+// transaction. Every replica hears of the change. A school already active stays active. It
+// returns the credentials' version and the school's state.
+func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID, state string, c Credentials, actor string) (int, string, error) {
 	sealedSecret, sealedPassword, err := s.sealCredentials(tenantID, c)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	var version int
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
+		// The state actually set is returned below (an active school stays active).
+		if err := tx.QueryRow(ctx, `
 			INSERT INTO tenants (tenant_id, state) VALUES ($1, $2)
 			ON CONFLICT (tenant_id) DO UPDATE SET
-				state = EXCLUDED.state,
-				state_changed_at = CASE WHEN tenants.state <> EXCLUDED.state THEN now() ELSE tenants.state_changed_at END,
-				updated_at = now()`, tenantID, state); err != nil {
+				-- New credentials for a school that finished its setup keep it active.
+				state = CASE WHEN tenants.state = 'active' THEN 'active' ELSE EXCLUDED.state END,
+				state_changed_at = CASE WHEN tenants.state NOT IN ('active', EXCLUDED.state) THEN now() ELSE tenants.state_changed_at END,
+				updated_at = now()
+			RETURNING state`, tenantID, state).Scan(&state); err != nil {
 			return err
 		}
 		var err error
@@ -39,7 +43,7 @@ func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID, state str
 		return notifyTenantChanged(ctx, tx, tenantID)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("activate tenant %s: %w", tenantID, err)
+		return 0, "", fmt.Errorf("activate tenant %s: %w", tenantID, err)
 	}
-	return version, nil
+	return version, state, nil
 }

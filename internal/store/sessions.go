@@ -81,10 +81,13 @@ func (s *Store) CreateLogin(ctx context.Context, l Login) (string, error) {
 		state string
 	)
 	err = s.relaxed.QueryRow(ctx, `
-		WITH usr AS (
+		WITH school AS (
+			-- FOR SHARE waits for a deactivation in progress and then sees its outcome, so no
+			-- session is created beside (and survives) the deactivation's delete of sessions.
+			SELECT tenant_id FROM tenants WHERE tenant_id = $1 AND state IN ('active', 'pending_setup') FOR SHARE
+		), usr AS (
 			INSERT INTO users (tenant_id, sub, role, given_name, family_name, email, username, orgs, updated_at, last_login_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9
-			WHERE EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1 AND state IN ('active', 'pending_setup'))
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9 FROM school
 			ON CONFLICT (tenant_id, sub) DO UPDATE SET
 				role = EXCLUDED.role, given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
 				email = EXCLUDED.email, username = EXCLUDED.username, orgs = EXCLUDED.orgs,
@@ -157,9 +160,10 @@ func (s *Store) TouchSession(ctx context.Context, idHash []byte, now, idleExpire
 	return nil
 }
 
-// DeleteSession ends a session; it reports whether there was one.
+// DeleteSession ends a session; it reports whether there was one. It is a durable write: a
+// sign-out lost in a database crash would bring the session back.
 func (s *Store) DeleteSession(ctx context.Context, idHash []byte) (bool, error) {
-	tag, err := s.relaxed.Exec(ctx, `DELETE FROM sessions WHERE id_hash = $1`, idHash)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id_hash = $1`, idHash)
 	if err != nil {
 		return false, fmt.Errorf("delete session: %w", err)
 	}
@@ -179,10 +183,8 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time, batch int) (flo
 	flows = tag.RowsAffected()
 	tag, err = s.relaxed.Exec(ctx, `
 		DELETE FROM sessions WHERE id_hash IN (
-			SELECT id_hash FROM sessions WHERE expires_at <= $1
-			UNION ALL
-			SELECT id_hash FROM sessions WHERE idle_expires_at <= $1
-			LIMIT $2)`, now, batch)
+			SELECT id_hash FROM sessions WHERE expires_at <= $1 OR idle_expires_at <= $1
+			LIMIT $2 FOR UPDATE SKIP LOCKED)`, now, batch)
 	if err != nil {
 		return flows, 0, fmt.Errorf("sweep sessions: %w", err)
 	}
