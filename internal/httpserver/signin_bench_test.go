@@ -169,17 +169,25 @@ func benchmarkSignInFlow(b *testing.B, simCfg platformsim.Config) {
 		}
 	}
 	var next atomic.Int64
+	measureParallel(b, benchLoginConcurrency, "sign-ins", "logins/s", func() error {
+		u := users[int(next.Add(1))%len(users)]
+		return benchLogin(e, tr, u[0], u[1])
+	})
+}
+
+// measureParallel runs op b.N times from `concurrency` goroutines and reports its rate in unit,
+// its p50 and p99 latency, and the first failure of what it measures.
+func measureParallel(b *testing.B, concurrency int, what, unit string, op func() error) {
 	var failed firstError
 	var lat latencies
-	b.SetParallelism(parallelismFor(benchLoginConcurrency))
+	b.SetParallelism(parallelismFor(concurrency))
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		var mine []time.Duration
+		mine := make([]time.Duration, 0, 1024)
 		for pb.Next() {
-			u := users[int(next.Add(1))%len(users)]
 			start := time.Now()
-			if err := benchLogin(e, tr, u[0], u[1]); err != nil {
+			if err := op(); err != nil {
 				failed.add(err)
 				continue
 			}
@@ -188,8 +196,8 @@ func benchmarkSignInFlow(b *testing.B, simCfg platformsim.Config) {
 		lat.add(mine)
 	})
 	b.StopTimer()
-	failed.check(b, "sign-ins")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logins/s")
+	failed.check(b, what)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
 	lat.report(b)
 }
 
@@ -226,25 +234,5 @@ func BenchmarkAPIMe(b *testing.B) {
 	if err := get(); err != nil {
 		b.Fatal(err)
 	}
-	var failed firstError
-	var lat latencies
-	b.SetParallelism(parallelismFor(benchMeConcurrency))
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		mine := make([]time.Duration, 0, 1024)
-		for pb.Next() {
-			start := time.Now()
-			if err := get(); err != nil {
-				failed.add(err)
-				continue
-			}
-			mine = append(mine, time.Since(start))
-		}
-		lat.add(mine)
-	})
-	b.StopTimer()
-	failed.check(b, "requests")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-	lat.report(b)
+	measureParallel(b, benchMeConcurrency, "requests", "req/s", get)
 }
