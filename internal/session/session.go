@@ -7,7 +7,6 @@ package session
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -81,11 +80,11 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	id := randomToken()
 	now := m.now()
 	l := store.Login{
-		User: user, SessionIDHash: hashID(id), CSRFToken: []byte(randomToken()), Launch: launch,
+		User: user, SessionIDHash: store.HashID(id), CSRFToken: []byte(randomToken()), Launch: launch,
 		Now: now, IdleExpiresAt: now.Add(m.idle), ExpiresAt: now.Add(m.max),
 	}
 	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
-		l.ReplacesIDHash = hashID(c.Value)
+		l.ReplacesIDHash = store.HashID(c.Value)
 	}
 	state, err := m.store.CreateLogin(ctx, l)
 	if err != nil {
@@ -103,7 +102,7 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, er
 		return nil, ErrNoSession
 	}
 	now := m.now()
-	s, err := m.store.SessionByID(ctx, hashID(c.Value), now)
+	s, err := m.store.SessionByID(ctx, store.HashID(c.Value), now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNoSession
 	}
@@ -127,7 +126,7 @@ func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	if err != nil || c.Value == "" {
 		return false, nil
 	}
-	return m.store.DeleteSession(ctx, hashID(c.Value))
+	return m.store.DeleteSession(ctx, store.HashID(c.Value))
 }
 
 // CSRFToken is the session's token for its forms.
@@ -205,11 +204,6 @@ func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
 			m.log.DebugContext(ctx, "swept expired sign-in flows and sessions", "flows", f, "sessions", s)
 		}
 	}
-}
-
-func hashID(id string) []byte {
-	h := sha256.Sum256([]byte(id))
-	return h[:]
 }
 
 func randomToken() string {

@@ -161,7 +161,7 @@ func (s *Service) Begin(ctx context.Context, l Launch) (Start, error) {
 	st := Start{FlowID: randomString(), State: randomString(), ExpiresAt: now.Add(s.cfg.FlowTTL)}
 	nonce, verifier := randomString(), oauth2.GenerateVerifier()
 	err = s.cfg.Store.CreateFlow(ctx, store.Flow{
-		IDHash: HashID(st.FlowID), TenantID: t.ID, State: st.State, Nonce: nonce, PKCEVerifier: verifier,
+		IDHash: store.HashID(st.FlowID), TenantID: t.ID, State: st.State, Nonce: nonce, PKCEVerifier: verifier,
 		ReturnTo: l.ReturnTo, Launch: l.Context, CreatedAt: now, ExpiresAt: st.ExpiresAt,
 	})
 	if err != nil {
@@ -202,7 +202,7 @@ func (s *Service) complete(ctx context.Context, flowID string, q url.Values) (Id
 		// still has it; the page explains the platform's error either way.
 		tenantID := ""
 		if flowID != "" {
-			if f, err := s.cfg.Store.ConsumeFlow(ctx, HashID(flowID), s.now()); err == nil || errors.Is(err, store.ErrFlowExpired) {
+			if f, err := s.cfg.Store.ConsumeFlow(ctx, store.HashID(flowID), s.now()); err == nil || errors.Is(err, store.ErrFlowExpired) {
 				tenantID = f.TenantID
 			}
 		}
@@ -211,7 +211,7 @@ func (s *Service) complete(ctx context.Context, flowID string, q url.Values) (Id
 	if flowID == "" {
 		return Identity{}, failure(KindFlowMissing, "no_flow_cookie", "", nil)
 	}
-	f, err := s.cfg.Store.ConsumeFlow(ctx, HashID(flowID), s.now())
+	f, err := s.cfg.Store.ConsumeFlow(ctx, store.HashID(flowID), s.now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return Identity{}, failure(KindFlowMissing, "unknown_flow", "", nil)
@@ -337,12 +337,6 @@ func (s *Service) InvalidateAll() {
 // replica (store.ListenTenantChanges).
 func (s *Service) ChangeHandler() store.TenantChangeHandler {
 	return store.TenantChangeHandler{Changed: s.Invalidate, Resync: s.InvalidateAll}
-}
-
-// HashID is what the store keeps of a browser-held id: its SHA-256.
-func HashID(id string) []byte {
-	h := sha256.Sum256([]byte(id))
-	return h[:]
 }
 
 // FlowCookieTag names a flow's cookie after its state, so several tabs signing in at once each

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -94,6 +95,13 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // inTx runs fn in a transaction, committing when it returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// HashID is what the store keeps of an id the browser holds (a flow's or a session's): its
+// SHA-256, so the table alone opens no session.
+func HashID(id string) []byte {
+	h := sha256.Sum256([]byte(id))
+	return h[:]
 }
 
 // Columns whose values are sealed. The name is part of the AEAD additional data, so a ciphertext
