@@ -8,8 +8,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/untis-partner/server/internal/platform"
-	"github.com/untis-partner/server/internal/sso"
+	"github.com/untis-partner/server/internal/onboard"
 	"github.com/untis-partner/server/internal/store"
 )
 
@@ -26,7 +25,7 @@ func activate(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New(`usage: server activate TENANT_ID < credentials.json   ({"clientId": "...", "secret": "...", "password": "..."})`)
 	}
 	tenantID := args[0]
-	if !sso.ValidTenantID(tenantID) {
+	if !store.ValidTenantID(tenantID) {
 		return fmt.Errorf("activate: %q is not a tenant id (1 to 64 letters, digits, - or _)", tenantID)
 	}
 	var in struct {
@@ -43,44 +42,33 @@ func activate(ctx context.Context, args []string, getenv func(string) string, st
 		// The decoder's message may quote the input: keep only our own words.
 		return errors.New(`activate: stdin is not the expected JSON {"clientId": "...", "secret": "...", "password": "..."}`)
 	}
-	in.ClientID, in.Secret, in.Password = strings.TrimSpace(in.ClientID), strings.TrimSpace(in.Secret), strings.TrimSpace(in.Password)
-	var missing []string
-	for name, v := range map[string]string{"clientId": in.ClientID, "secret": in.Secret, "password": in.Password} {
-		if v == "" {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("activate: missing %s", strings.Join(missing, ", "))
-	}
-
 	cfg, st, clients, err := openPlatform(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := clients.ProveCredentials(ctx, tenantID, in.ClientID, in.Secret, in.Password); err != nil {
-		var swapped *platform.SwappedError
-		var te *platform.TokenError
-		switch {
-		case errors.As(err, &swapped):
-			return fmt.Errorf("activate: nothing stored: the platform accepts the secret as the password: the two values are swapped")
-		case errors.As(err, &te):
-			return fmt.Errorf("activate: nothing stored: the platform refused the credentials for tenant %s: %s", tenantID, te.Hint())
+	res, err := onboard.New(st, clients, cfg.SetupFields, nil).Activate(ctx,
+		onboard.Credentials{TenantID: tenantID, ClientID: in.ClientID, Secret: in.Secret, Password: in.Password},
+		store.SourceOperator, "cli")
+	var (
+		inputErr *onboard.InputError
+		proofErr *onboard.ProofError
+	)
+	switch {
+	case errors.As(err, &inputErr):
+		var missing []string
+		for _, field := range []string{onboard.FieldClientID, onboard.FieldSecret, onboard.FieldPassword} {
+			if p, ok := inputErr.Problems[field]; ok {
+				missing = append(missing, field+" "+p)
+			}
 		}
-		return fmt.Errorf("activate: nothing stored: %w", err)
+		return fmt.Errorf("activate: %s", strings.Join(missing, ", "))
+	case errors.As(err, &proofErr):
+		return fmt.Errorf("activate: nothing stored: tenant %s: %s", tenantID, proofErr.Message)
+	case err != nil:
+		return fmt.Errorf("activate: %w", err)
 	}
-	state := store.StateActive
-	if cfg.SetupFieldsFile != "" {
-		state = store.StatePendingSetup
-	}
-	version, state, err := st.ActivateWithCredentials(ctx, tenantID, state, store.Credentials{
-		ClientID: in.ClientID, Secret: in.Secret, Password: in.Password, Source: "operator",
-	}, "cli")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "tenant %s: credentials proved with the platform and stored (version %d); state %s\n", tenantID, version, state)
+	fmt.Fprintf(stdout, "tenant %s: credentials proved with the platform and stored (version %d); state %s\n", tenantID, res.Version, res.State)
 	fmt.Fprintln(stdout, "the OIDC secret is proved at the first sign-in")
 	return nil
 }

@@ -61,12 +61,12 @@ func TestActivate(t *testing.T) {
 	for _, tc := range []struct {
 		name, stdin, want string
 	}{
-		{"wrong password", creds(clientID, secretValue, "nope"), "refused the credentials"},
+		{"wrong password", creds(clientID, secretValue, "nope"), "refused the client id or the password"},
 		{"swapped", creds(clientID, passwordValue, secretValue), "swapped"},
-		{"wrong client id", creds("other-app", secretValue, passwordValue), "refused the credentials"},
+		{"wrong client id", creds("other-app", secretValue, passwordValue), "refused the client id or the password"},
 		{"not JSON", "clientId=" + clientID + " secret=" + secretValue, "not the expected JSON"},
 		{"unknown field", `{"clientId":"a","secret":"b","password":"c","host":"evil.example"}`, "not the expected JSON"},
-		{"missing password", creds(clientID, secretValue, ""), "missing password"},
+		{"missing password", creds(clientID, secretValue, ""), "password is required"},
 	} {
 		out, err := activateWith("5101", tc.stdin)
 		if err == nil || !strings.Contains(out, tc.want) {

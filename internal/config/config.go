@@ -12,7 +12,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/untis-partner/server/internal/secret"
+	"github.com/untis-partner/server/internal/setup"
 )
 
 // Names of the environment variables (contract.md, "Configuration").
@@ -60,10 +60,12 @@ type Config struct {
 	WebhookKeys     []*rsa.PublicKey
 	Keyring         *secret.Keyring
 	SetupFieldsFile string
-	EmbedMode       bool
-	TrustedProxies  []netip.Prefix
-	LogLevel        slog.Level
-	LogFormat       string // "json" or "text"
+	// SetupFields are the fields of SETUP_FIELDS_FILE, checked at start (nil when unset).
+	SetupFields    setup.Fields
+	EmbedMode      bool
+	TrustedProxies []netip.Prefix
+	LogLevel       slog.Level
+	LogFormat      string // "json" or "text"
 
 	// Operational knobs beyond contract.md, all with safe defaults.
 
@@ -170,10 +172,11 @@ var options = []option{
 		if err != nil {
 			return fmt.Errorf("cannot read the file: %w", errors.Unwrap(err))
 		}
-		if err := checkSetupFields(b); err != nil {
+		fields, err := setup.Parse(b)
+		if err != nil {
 			return fmt.Errorf("%s: %w", v, err)
 		}
-		c.SetupFieldsFile = v
+		c.SetupFieldsFile, c.SetupFields = v, fields
 		return nil
 	}},
 	{name: EnvEmbedMode, def: "false", apply: func(c *Config, v string) error {
@@ -470,34 +473,6 @@ func validOriginHost(u *url.URL) bool {
 		}
 	}
 	return true
-}
-
-// checkSetupFields validates the structure of SETUP_FIELDS_FILE at start, so a broken file stops
-// the server instead of the setup page. The meaning of each field is the onboarding feature's.
-func checkSetupFields(b []byte) error {
-	var fields []struct {
-		Name string `json:"name"`
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
-		return errors.New("not a JSON list of fields, such as [{\"name\": \"district\", \"label\": \"District\", \"type\": \"text\"}]")
-	}
-	seen := map[string]bool{}
-	for i, f := range fields {
-		if f.Name == "" {
-			return fmt.Errorf("field %d has no name", i+1)
-		}
-		if seen[f.Name] {
-			return fmt.Errorf("field name %q appears twice", f.Name)
-		}
-		seen[f.Name] = true
-		switch f.Type {
-		case "", "text", "email", "url", "select", "checkbox":
-		default:
-			return fmt.Errorf("field %q: type %q is not one of text, email, url, select, checkbox", f.Name, f.Type)
-		}
-	}
-	return nil
 }
 
 // keyFingerprint is the first 8 bytes of the SHA-256 of the key's SubjectPublicKeyInfo, in hex.

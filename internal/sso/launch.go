@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/untis-partner/server/internal/store"
 )
 
 // Bounds on the launch context. The parameters are hints from a URL anyone can craft, so they
@@ -16,7 +18,7 @@ const (
 	MaxLaunchParams     = 24
 	MaxLaunchKeyLen     = 64
 	MaxLaunchValueLen   = 512
-	maxTenantIDLen      = 64
+	maxTenantIDLen      = store.MaxTenantIDLen
 	maxReturnPathLength = 1024
 	maxDroppedNamed     = 16
 )
@@ -62,7 +64,7 @@ func ParseLaunch(q url.Values) (Launch, error) {
 	default:
 		l.TenantID = b
 	}
-	if !ValidTenantID(l.TenantID) {
+	if !store.ValidTenantID(l.TenantID) {
 		return l, ErrBadTenant
 	}
 	if p, ok := SafeReturnPath(first(q, "return_to")); ok {
@@ -99,21 +101,6 @@ func first(q url.Values, k string) string {
 		return vs[0]
 	}
 	return ""
-}
-
-// ValidTenantID reports whether id can be a platform tenant id: 1 to 64 letters, digits, '-' or
-// '_' (the platform sends digits; the rest leaves room for test and integration ids).
-func ValidTenantID(id string) bool {
-	if id == "" || len(id) > maxTenantIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 func validContextKey(k string) bool {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/untis-partner/server/internal/store"
 )
 
 // appBase is where the app is served; a return path resolved against it must stay there.
@@ -518,7 +520,7 @@ func TestParseLaunchCountBound(t *testing.T) {
 // checkLaunch asserts the invariants of a successful ParseLaunch of q.
 func checkLaunch(t *testing.T, q url.Values, l Launch) {
 	t.Helper()
-	if !ValidTenantID(l.TenantID) {
+	if !store.ValidTenantID(l.TenantID) {
 		t.Errorf("TenantID %q is not valid", l.TenantID)
 	}
 	if len(l.Context) > MaxLaunchParams {

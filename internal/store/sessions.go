@@ -170,7 +170,7 @@ func (s *Store) DeleteSession(ctx context.Context, idHash []byte) (bool, error) 
 	return tag.RowsAffected() > 0, nil
 }
 
-// SweepExpired deletes login flows and sessions that expired before now, at most batch rows of
+// SweepExpired deletes login flows and sessions (and console sessions) that expired before now, at most batch rows of
 // each per call, and reports how many went. Several replicas may sweep at once: SKIP LOCKED keeps
 // them out of each other's way.
 func (s *Store) SweepExpired(ctx context.Context, now time.Time, batch int) (flows, sessions int64, err error) {
@@ -188,5 +188,20 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time, batch int) (flo
 	if err != nil {
 		return flows, 0, fmt.Errorf("sweep sessions: %w", err)
 	}
-	return flows, tag.RowsAffected(), nil
+	sessions = tag.RowsAffected()
+	// Console sessions and the counters of rate-limit windows long over go the same way; they
+	// are few, so they are not counted.
+	if _, err := s.relaxed.Exec(ctx, `
+		DELETE FROM operator_sessions WHERE id_hash IN (
+			SELECT id_hash FROM operator_sessions WHERE expires_at <= $1 OR idle_expires_at <= $1
+			LIMIT $2 FOR UPDATE SKIP LOCKED)`, now, batch); err != nil {
+		return flows, sessions, fmt.Errorf("sweep console sessions: %w", err)
+	}
+	if _, err := s.relaxed.Exec(ctx, `
+		DELETE FROM attempt_limits WHERE bucket IN (
+			SELECT bucket FROM attempt_limits WHERE window_start <= $1 - interval '1 day'
+			LIMIT $2 FOR UPDATE SKIP LOCKED)`, now, batch); err != nil {
+		return flows, sessions, fmt.Errorf("sweep rate-limit counters: %w", err)
+	}
+	return flows, sessions, nil
 }

@@ -25,11 +25,29 @@ type Tenant struct {
 	Name                     string
 	Country, Region          string
 	Language, Host           string
+	ActivatorEmail           string
+	ActivatorUsername        string
+	SchoolEmail, SchoolPhone string
 	CredentialsFailingSince  *time.Time
 	CredentialsFailureReason string
 	LastWebhookAt            *time.Time
+	LastWebhookEvent         string
 	StateChangedAt           time.Time
 	CreatedAt                time.Time
+}
+
+// tenantColumns are the columns scanned by scanTenant, for a tenants table aliased t.
+const tenantColumns = `t.tenant_id, t.state, t.name, t.country, t.region, t.language, t.host,
+	t.activator_email, t.activator_username, t.school_email, t.school_phone,
+	t.credentials_failing_since, t.credentials_failure_reason, t.last_webhook_at, t.last_webhook_event,
+	t.state_changed_at, t.created_at`
+
+// fields are the scan targets of tenantColumns.
+func (t *Tenant) fields() []any {
+	return []any{&t.ID, &t.State, &t.Name, &t.Country, &t.Region, &t.Language, &t.Host,
+		&t.ActivatorEmail, &t.ActivatorUsername, &t.SchoolEmail, &t.SchoolPhone,
+		&t.CredentialsFailingSince, &t.CredentialsFailureReason, &t.LastWebhookAt, &t.LastWebhookEvent,
+		&t.StateChangedAt, &t.CreatedAt}
 }
 
 // Credentials are a tenant's platform credentials: clientId, the OIDC secret (code flow) and the
@@ -94,16 +112,11 @@ func (s *Store) tenant(ctx context.Context, id string, withClientID bool) (Tenan
 		clientID string
 	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT t.tenant_id, t.state, t.name, t.country, t.region, t.language, t.host,
-		       t.credentials_failing_since, t.credentials_failure_reason, t.last_webhook_at,
-		       t.state_changed_at, t.created_at,
+		SELECT `+tenantColumns+`,
 		       CASE WHEN $2 THEN COALESCE((SELECT c.client_id FROM tenant_credentials c
 		                                   WHERE c.tenant_id = t.tenant_id ORDER BY c.version DESC LIMIT 1), '')
 		            ELSE '' END
-		FROM tenants t WHERE t.tenant_id = $1`, id, withClientID).Scan(
-		&t.ID, &t.State, &t.Name, &t.Country, &t.Region, &t.Language, &t.Host,
-		&t.CredentialsFailingSince, &t.CredentialsFailureReason, &t.LastWebhookAt,
-		&t.StateChangedAt, &t.CreatedAt, &clientID)
+		FROM tenants t WHERE t.tenant_id = $1`, id, withClientID).Scan(append(t.fields(), &clientID)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Tenant{}, "", ErrNotFound
 	}
@@ -214,4 +227,23 @@ func (s *Store) ActiveCredentials(ctx context.Context, tenantID string) (Credent
 		FROM tenant_credentials c JOIN tenants t ON t.tenant_id = c.tenant_id
 		WHERE c.tenant_id = $1 AND t.state IN ('pending_setup', 'active')
 		ORDER BY c.version DESC LIMIT 1`)
+}
+
+// MaxTenantIDLen is the longest tenant id the store accepts.
+const MaxTenantIDLen = 64
+
+// ValidTenantID reports whether id can be a platform tenant id: 1 to 64 letters, digits, '-' or
+// '_' (the platform sends digits; the rest leaves room for test and integration ids). Anything
+// that could smuggle a path, a query or markup is refused wherever a tenant id comes in.
+func ValidTenantID(id string) bool {
+	if id == "" || len(id) > MaxTenantIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
