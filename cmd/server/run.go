@@ -15,10 +15,13 @@ import (
 	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/httpserver"
 	"github.com/untis-partner/server/internal/metrics"
+	"github.com/untis-partner/server/internal/onboard"
+	"github.com/untis-partner/server/internal/operator"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/session"
 	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/store"
+	"github.com/untis-partner/server/internal/webhook"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -35,6 +38,7 @@ commands:
   rotate-keys           re-encrypt every stored secret under the active ENCRYPTION_KEYS key
   check-tenant ID       fetch a token with school ID's stored credentials and read it from OneRoster
   activate ID           prove school ID's credentials (JSON on stdin) with the platform, then store them
+  operator add EMAIL    create a console operator, or reset their password (read from stdin)
   healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
   version               print the build version
 
@@ -61,6 +65,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return checkTenant(ctx, args, getenv, stdout, stderr)
 	case "activate":
 		return activate(ctx, args, getenv, stdin, stdout, stderr)
+	case "operator":
+		return operatorCmd(ctx, args, getenv, stdin, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "version":
@@ -150,6 +156,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		SSO:             signIn,
 		Sessions:        sessions,
 		Platform:        platformClients,
+		Onboard:         onboard.New(st, platformClients, cfg.SetupFields, log),
+		Webhooks:        webhook.NewVerifier(cfg.WebhookKeys),
+		Operators:       operator.New(operator.Config{Store: st, Logger: log}),
 		Logger:          log,
 		Metrics:         reg,
 		TrustedProxies:  cfg.TrustedProxies,

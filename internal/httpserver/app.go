@@ -139,27 +139,6 @@ func (s *Server) lessonTitle(ctx context.Context, sess *store.Session) string {
 	return cl.Title
 }
 
-// handleSetup is where a school admin completes a school's setup. Collecting the setup fields
-// arrives with onboarding; until then the page says so.
-func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.loadSession(r)
-	if errors.Is(err, session.ErrNoSession) {
-		s.renderError(w, r, http.StatusUnauthorized, "Open this app from Untis",
-			"Setting up the app needs you to be signed in: open it from the WebUntis menu as your school's administrator.")
-		return
-	}
-	if err != nil {
-		s.storeTrouble(w, r, err, false)
-		return
-	}
-	if sess.User.Role != platform.RoleAdministrator {
-		s.renderError(w, r, http.StatusForbidden, "Only your school's administrator can do this",
-			"Setting up the app for your school is done by a WebUntis administrator of your school.")
-		return
-	}
-	s.render(w, r, http.StatusOK, page{Page: "setup", Title: "Set up the app", Session: sess})
-}
-
 // handleLogout ends the session. WebUntis calls it (its Logout-Path) from its own pages,
 // cross-origin with credentials, when the user logs out there: the platform's origins get CORS
 // answers. There is deliberately no CSRF check: a forged logout can only sign someone out, and

@@ -26,6 +26,23 @@ type page struct {
 	Lesson      string
 	LaunchItems []launchItem
 
+	// Forms: what was sent (never a secret), a message per wrong field, a notice on top.
+	Values   map[string]string
+	Problems map[string]string
+	Notice   string
+	Fields   []formField // the setup form
+	Pending  bool        // the school is pending setup
+	State    string      // a school's state after activation
+
+	// The console.
+	Operator  string
+	Tenants   []store.TenantSummary
+	Tenant    *store.TenantSummary
+	TenantID  string
+	Audit     []store.AuditEvent
+	Answers   []answer
+	NextAfter string
+
 	// The "sign-in needs cookies" page: the launch to open again, and whether we are in an iFrame.
 	Relaunch string
 	Embed    bool

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/untis-partner/server/internal/webhook"
 )
 
 // Handler returns the whole HTTP surface of the server (contract.md, "Routes").
@@ -27,10 +29,38 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/launch", s.handleLaunch) // an entry point's launch, and the SSO callback
 		r.Get("/api/me", s.handleMe)
 		r.Get("/setup", s.handleSetup)
+		r.Get("/activate", s.handleActivate)
+		r.Get("/admin/login", s.handleAdminLogin)
 		r.MethodFunc(http.MethodGet, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodPost, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodOptions, "/logout", s.handleLogout) // CORS preflight of WebUntis' call
 		r.Get("/static/*", s.handleStatic)
+	})
+
+	// Forms: a smaller body limit, and no state-changing request from another site (besides each
+	// form's own CSRF token).
+	r.Group(func(r chi.Router) {
+		r.Use(s.securityHeaders, limitBody(maxFormBody), s.crossOrigin.Handler)
+		r.Post("/setup", s.handleSetupPost)       // a school admin, after SSO (session CSRF token)
+		r.Post("/activate", s.handleActivatePost) // a school admin with no webhook (form cookie token)
+		r.Post("/admin/login", s.handleAdminLoginPost)
+	})
+
+	// The operator console: every page needs a console session, every form its CSRF token.
+	r.Group(func(r chi.Router) {
+		r.Use(s.securityHeaders, limitBody(maxFormBody), s.crossOrigin.Handler, s.requireOperator)
+		r.Get("/admin", s.handleAdminTenants)
+		r.Get("/admin/tenants/{tenantID}", s.handleAdminTenant)
+		r.Post("/admin/tenants/{tenantID}/credentials", s.handleAdminCredentials)
+		r.Post("/admin/tenants/{tenantID}/deactivate", s.handleAdminDeactivate)
+		r.Post("/admin/logout", s.handleAdminLogout)
+	})
+
+	// The platform's signed webhooks; each route takes both kinds (contract.md).
+	r.Group(func(r chi.Router) {
+		r.Use(limitBody(webhook.MaxBody))
+		r.Post("/webhooks/credentials", s.handleWebhook)
+		r.Post("/webhooks/deactivation", s.handleWebhook)
 	})
 
 	// Error pages are pages too: they get the security headers.

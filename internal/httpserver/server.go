@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"github.com/untis-partner/server/internal/metrics"
+	"github.com/untis-partner/server/internal/onboard"
+	"github.com/untis-partner/server/internal/operator"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/session"
 	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/store"
+	"github.com/untis-partner/server/internal/webhook"
 	"github.com/untis-partner/server/web"
 )
 
@@ -26,9 +29,14 @@ import (
 type Deps struct {
 	Store *store.Store
 	// SSO and Sessions sign users in; Platform reads what the app page shows (school, lesson).
-	SSO            *sso.Service
-	Sessions       *session.Manager
-	Platform       *platform.Clients
+	SSO      *sso.Service
+	Sessions *session.Manager
+	Platform *platform.Clients
+	// Onboard runs the school lifecycle (webhooks, setup, manual activation, the console's
+	// actions); Webhooks verifies the platform's signatures; Operators signs the console in.
+	Onboard        *onboard.Service
+	Webhooks       *webhook.Verifier
+	Operators      *operator.Manager
 	Logger         *slog.Logger
 	Metrics        *metrics.Registry
 	TrustedProxies []netip.Prefix
@@ -48,6 +56,9 @@ type Server struct {
 	sso             *sso.Service
 	sessions        *session.Manager
 	platform        *platform.Clients
+	onboard         *onboard.Service
+	webhooks        *webhook.Verifier
+	operators       *operator.Manager
 	origin          string // our own origin (PUBLIC_URL)
 	platformOrigins []string
 	log             *slog.Logger
@@ -59,6 +70,10 @@ type Server struct {
 	https           bool
 	pages           *template.Template
 	httpm           httpMetrics
+	webhookCount    *metrics.CounterVec
+	// crossOrigin refuses state-changing requests a browser sends from another site (every form
+	// is checked by it, besides its CSRF token).
+	crossOrigin *http.CrossOriginProtection
 
 	draining atomic.Bool // set once shutdown has begun: /readyz answers 503
 }
@@ -76,6 +91,9 @@ func New(d Deps) *Server {
 		sso:             d.SSO,
 		sessions:        d.Sessions,
 		platform:        d.Platform,
+		onboard:         d.Onboard,
+		webhooks:        d.Webhooks,
+		operators:       d.Operators,
 		origin:          d.PublicOrigin,
 		platformOrigins: d.PlatformOrigins,
 		log:             d.Logger,
@@ -88,6 +106,16 @@ func New(d Deps) *Server {
 		pages:           web.Templates(),
 	}
 	s.httpm = newHTTPMetrics(d.Metrics)
+	s.webhookCount = d.Metrics.NewCounterVec("webhooks_received_total",
+		"Platform webhooks by event type and outcome (processed, duplicate, ignored, bad_signature, malformed, ...).", "event", "outcome")
+	if s.webhooks == nil {
+		s.webhooks = webhook.NewVerifier(nil) // no key: every webhook is refused
+	}
+	s.crossOrigin = http.NewCrossOriginProtection()
+	if d.PublicOrigin != "" {
+		// Behind a proxy the Host header may not be the public one.
+		_ = s.crossOrigin.AddTrustedOrigin(d.PublicOrigin)
+	}
 	if d.Store != nil {
 		registerPoolMetrics(d.Metrics, d.Store)
 	}

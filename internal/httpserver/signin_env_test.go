@@ -13,17 +13,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/httpserver"
 	"github.com/untis-partner/server/internal/logtest"
 	"github.com/untis-partner/server/internal/metrics"
+	"github.com/untis-partner/server/internal/onboard"
+	"github.com/untis-partner/server/internal/operator"
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/platformsim"
 	"github.com/untis-partner/server/internal/platformsim/simtest"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/session"
+	"github.com/untis-partner/server/internal/setup"
 	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/store"
+	"github.com/untis-partner/server/internal/webhook"
 )
 
 // signinEnv is one test's world for sign-in: the simulated platform, a real database, and the
@@ -43,12 +48,14 @@ type signinEnv struct {
 
 // instance is one replica of the server: its own caches, sharing the database.
 type instance struct {
-	srv      *httptest.Server
-	sso      *sso.Service
-	sessions *session.Manager
-	platform *platform.Clients
-	metrics  *metrics.Registry
-	store    *store.Store
+	srv       *httptest.Server
+	sso       *sso.Service
+	sessions  *session.Manager
+	platform  *platform.Clients
+	metrics   *metrics.Registry
+	store     *store.Store
+	onboard   *onboard.Service
+	operators *operator.Manager
 }
 
 type signinOptions struct {
@@ -59,6 +66,8 @@ type signinOptions struct {
 	// jwksInterval overrides the JWKS refetch limit.
 	jwksInterval time.Duration
 	idle, maxAge time.Duration
+	// setupFields are the deployment's SETUP_FIELDS_FILE (nil: none).
+	setupFields setup.Fields
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -78,8 +87,11 @@ func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
 	return e
 }
 
+// testHashParams make operator password checks cheap in tests (the cost is read from each hash).
+var testHashParams = operator.Params{Memory: 64, Time: 1, Threads: 1}
+
 func startSim(t testing.TB, cfg platformsim.Config) (*platformsim.Sim, string) {
-	// Webhooks have nowhere to go yet: schools are stored directly (school()).
+	// The partner URL is set once the server listens (newSigninEnv).
 	cfg.PartnerURL = "http://127.0.0.1:1"
 	sim, srv := simtest.NewServer(t, cfg)
 	return sim, srv.URL
@@ -123,8 +135,15 @@ func (e *signinEnv) newInstance() *instance {
 	in.sessions = session.New(session.Config{
 		Store: st, Embed: e.opts.embed, IdleTimeout: e.opts.idle, MaxAge: e.opts.maxAge, Now: now, Logger: e.log,
 	})
+	webhookKey, err := config.ParseWebhookKeys(e.sim.WebhookPublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.onboard = onboard.New(st, in.platform, e.opts.setupFields, e.log)
+	in.operators = operator.New(operator.Config{Store: st, Logger: e.log, Now: now, Hash: testHashParams})
 	h = httpserver.New(httpserver.Deps{
 		Store: st, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: in.metrics,
+		Onboard: in.onboard, Webhooks: webhook.NewVerifier(webhookKey), Operators: in.operators,
 		EmbedMode: e.opts.embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: publicURL,
 	}).Handler()
 	return in

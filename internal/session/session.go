@@ -23,6 +23,9 @@ import (
 const (
 	CookieName       = "__Host-untis-session"
 	flowCookiePrefix = "__Host-untis-flow-"
+	// FormCookieName holds the token of forms used without a session (/activate): the
+	// double-submit pattern, the form carries the same value.
+	FormCookieName = "__Host-untis-form"
 )
 
 // ErrNoSession is returned when the request carries no live session.
@@ -135,6 +138,24 @@ func CSRFToken(s *store.Session) string { return string(s.CSRFToken) }
 // ValidCSRF compares a submitted token with the session's in constant time.
 func ValidCSRF(s *store.Session, token string) bool {
 	return token != "" && subtle.ConstantTimeCompare([]byte(token), s.CSRFToken) == 1
+}
+
+// FormToken returns the browser's token for forms used without a session, setting its cookie
+// when the browser has none yet. The form must carry it back (ValidFormToken).
+func (m *Manager) FormToken(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(FormCookieName); err == nil && len(c.Value) == 43 {
+		return c.Value
+	}
+	t := randomToken()
+	http.SetCookie(w, m.cookie(FormCookieName, t, int((12 * time.Hour).Seconds())))
+	return t
+}
+
+// ValidFormToken compares a submitted form token with the browser's cookie, in constant time.
+// A site that cannot read our cookie cannot forge the form.
+func (m *Manager) ValidFormToken(r *http.Request, token string) bool {
+	c, err := r.Cookie(FormCookieName)
+	return err == nil && token != "" && len(c.Value) == 43 && subtle.ConstantTimeCompare([]byte(token), []byte(c.Value)) == 1
 }
 
 // SetFlowCookie gives the browser the id of a sign-in flow, under a name of its own (tag), so

@@ -199,7 +199,7 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time, batch int) (flo
 	}
 	if _, err := s.relaxed.Exec(ctx, `
 		DELETE FROM attempt_limits WHERE bucket IN (
-			SELECT bucket FROM attempt_limits WHERE window_start <= $1 - interval '1 day'
+			SELECT bucket FROM attempt_limits WHERE window_start <= $1::timestamptz - interval '1 day'
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, now, batch); err != nil {
 		return flows, sessions, fmt.Errorf("sweep rate-limit counters: %w", err)
 	}
