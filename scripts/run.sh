@@ -123,12 +123,21 @@ for tenant in 1001 1002; do
   say "demo school $tenant: activated with its credentials (the webhook answered ${status:-nothing})"
 done
 
+# 5. A console account for the operator's side (/admin). The password is a local demo value,
+# printed below; a real deployment creates its operators with `server operator add`.
+demo_operator="operator@example.com"
+demo_operator_password="demo-console-password"
+printf '%s\n' "$demo_operator_password" | bin/server operator add "$demo_operator" >/dev/null ||
+  die "the demo console account could not be created (see above)"
+
 db_shown="$(printf '%s' "$DATABASE_URL" | sed -E 's#//([^:@/]*):[^@]*@#//\1:***@#; s#\?.*##')"
 cat >&2 <<READY
 
   Ready.
     Untis Platform simulator: $sim_url    <- start here: pick a school and a user, click an entry point
     Partner server:           $server_url    (health: $server_url/readyz, metrics: $server_url/metrics)
+    Operator console:         $server_url/admin    (local demo account: $demo_operator / $demo_operator_password)
+    Manual activation:        $server_url/activate    (onboarding without a webhook)
     Database:                 $db_shown
   Press Ctrl-C to stop.
 
