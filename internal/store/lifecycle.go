@@ -215,12 +215,17 @@ func setupComplete(ctx context.Context, tx pgx.Tx, tenantID string, check SetupC
 }
 
 // ReceiveDeactivation applies a verified deactivation webhook: DEACTIVATION (deletion false) or
-// DELETION. See EndTenant for what each does. A body already in the ledger changes nothing; a
-// school we never knew is only recorded.
+// DELETION. See EndTenant for what each does. A body already in the ledger changes nothing, unless
+// the school was activated again since (see reviveReceipt); a school we never knew is only
+// recorded.
 func (s *Store) ReceiveDeactivation(ctx context.Context, rc Receipt, deletion bool, reasonType, reasonText string) (Outcome, error) {
 	var out Outcome
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := insertReceipt(ctx, tx, rc); err != nil {
+		if err := insertReceipt(ctx, tx, rc); errors.Is(err, errDuplicate) {
+			if err := reviveReceipt(ctx, tx, rc); err != nil {
+				return err
+			}
+		} else if err != nil {
 			return err
 		}
 		detail := map[string]any{"event": rc.EventType, "reason_type": reasonType, "reason_text": reasonText, "receipt": receiptRef(rc)}
@@ -341,6 +346,34 @@ func insertReceipt(ctx context.Context, tx pgx.Tx, rc Receipt) error {
 		return errDuplicate
 	}
 	return nil
+}
+
+// reviveReceipt decides about a deactivation body the ledger already holds. The platform's
+// deactivation bodies carry no date or id: a school deactivated, reactivated and deactivated again
+// sends the very same bytes twice. So a known deactivation body is a duplicate (errDuplicate) only
+// while the school has had no new credentials since it was received; after a reactivation it is a
+// new deactivation, and its receipt is renewed. A replayed deactivation can only ever take access
+// away, never grant it; credentials bodies stay duplicates forever, so an old CREATED never
+// revives a school. Concurrent deliveries queue on the school's row lock taken here, and the
+// later ones find the renewed receipt.
+func reviveReceipt(ctx context.Context, tx pgx.Tx, rc Receipt) error {
+	if _, err := lockTenant(ctx, tx, rc.TenantID); err != nil {
+		return err
+	}
+	var newer bool
+	err := tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM tenant_credentials c WHERE c.tenant_id = $1 AND c.created_at >
+		               (SELECT received_at FROM webhook_receipts WHERE tenant_id = $1 AND body_sha256 = $2))`,
+		rc.TenantID, rc.BodySHA256).Scan(&newer)
+	if err != nil {
+		return err
+	}
+	if !newer {
+		return errDuplicate
+	}
+	_, err = tx.Exec(ctx, `UPDATE webhook_receipts SET received_at = now(), event_type = $3 WHERE tenant_id = $1 AND body_sha256 = $2`,
+		rc.TenantID, rc.BodySHA256, rc.EventType)
+	return err
 }
 
 // markWebhook records on the school which webhook changed it last (the console shows it).
