@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/untis-partner/server/internal/session"
 	"github.com/untis-partner/server/internal/store"
 )
 
@@ -51,7 +52,9 @@ var (
 // LockedError is a sign-in refused because the account is locked.
 type LockedError struct{ Until time.Time }
 
-func (e *LockedError) Error() string { return "account locked until " + e.Until.UTC().Format(time.RFC3339) }
+func (e *LockedError) Error() string {
+	return "account locked until " + e.Until.UTC().Format(time.RFC3339)
+}
 
 // RateLimitedError is a sign-in refused because the client address tried too often.
 type RateLimitedError struct{ RetryAfter time.Duration }
@@ -104,7 +107,7 @@ func New(cfg Config) *Manager {
 	}
 	m := &Manager{store: cfg.Store, idle: cfg.IdleTimeout, max: cfg.MaxAge, now: cfg.Now, log: cfg.Logger,
 		params: cfg.Hash, hashing: make(chan struct{}, 2)}
-	m.dummy, _ = cfg.Hash.Hash(randomToken())
+	m.dummy, _ = cfg.Hash.Hash(session.NewToken())
 	return m
 }
 
@@ -153,8 +156,8 @@ func (m *Manager) SignIn(ctx context.Context, w http.ResponseWriter, email, pass
 	if err := m.store.SucceedOperatorAttempt(ctx, op.ID, now); err != nil {
 		return nil, err
 	}
-	id := randomToken()
-	os := store.OperatorSession{IDHash: store.HashID(id), OperatorID: op.ID, Email: op.Email, CSRFToken: []byte(randomToken()),
+	id := session.NewToken()
+	os := store.OperatorSession{IDHash: store.HashID(id), OperatorID: op.ID, Email: op.Email, CSRFToken: []byte(session.NewToken()),
 		LastSeenAt: now, IdleExpiresAt: now.Add(m.idle), ExpiresAt: now.Add(m.max)}
 	if err := m.store.CreateOperatorSession(ctx, os); err != nil {
 		return nil, err
@@ -222,12 +225,6 @@ func ValidCSRF(os *store.OperatorSession, token string) bool {
 func cookie(value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: CookieName, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode}
-}
-
-func randomToken() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // Params are argon2id's cost parameters.

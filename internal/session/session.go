@@ -80,10 +80,10 @@ func New(cfg Config) *Manager {
 // brought), replacing the browser's previous session if it had one. It returns the school's
 // state at that moment.
 func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Request, user store.User, launch map[string]string) (string, error) {
-	id := randomToken()
+	id := NewToken()
 	now := m.now()
 	l := store.Login{
-		User: user, SessionIDHash: store.HashID(id), CSRFToken: []byte(randomToken()), Launch: launch,
+		User: user, SessionIDHash: store.HashID(id), CSRFToken: []byte(NewToken()), Launch: launch,
 		Now: now, IdleExpiresAt: now.Add(m.idle), ExpiresAt: now.Add(m.max),
 	}
 	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
@@ -146,8 +146,8 @@ func (m *Manager) FormToken(w http.ResponseWriter, r *http.Request) string {
 	if c, err := r.Cookie(FormCookieName); err == nil && len(c.Value) == 43 {
 		return c.Value
 	}
-	t := randomToken()
-	http.SetCookie(w, m.cookie(FormCookieName, t, int((12 * time.Hour).Seconds())))
+	t := NewToken()
+	http.SetCookie(w, m.cookie(FormCookieName, t, int((12*time.Hour).Seconds())))
 	return t
 }
 
@@ -227,7 +227,8 @@ func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
 	}
 }
 
-func randomToken() string {
+// NewToken is a fresh random id: 256 bits, base64url without padding (43 characters).
+func NewToken() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return base64.RawURLEncoding.EncodeToString(b[:])
