@@ -118,6 +118,7 @@ func New(d Deps) *Server {
 	}
 	if d.Store != nil {
 		registerPoolMetrics(d.Metrics, d.Store)
+		registerTenantMetrics(d.Metrics, d.Store)
 	}
 	return s
 }

@@ -131,3 +131,24 @@ func (s *Store) AuditOperator(ctx context.Context, tenantID, actor, action strin
 	}
 	return nil
 }
+
+// CountTenantsByState returns how many schools are in each state.
+func (s *Store) CountTenantsByState(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state, count(*) FROM tenants GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count tenants: %w", err)
+	}
+	counts := map[string]int{}
+	var (
+		state string
+		n     int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error {
+		counts[state] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count tenants: %w", err)
+	}
+	return counts, nil
+}
