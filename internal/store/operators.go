@@ -81,31 +81,38 @@ func (e *ErrLocked) Error() string {
 }
 
 // BeginOperatorAttempt counts a sign-in attempt before its password is checked, so that parallel
-// guesses cannot outrun the lock: the attempt that reaches freeAttempts failures in a row locks
-// the account for lockFor(failures). A locked account is *ErrLocked and its password is not
-// checked. SucceedOperatorAttempt resets the count.
+// guesses cannot outrun the lock: the attempt that makes freeAttempts failures in a row locks the
+// account for lockFor(failures) (its own check still runs; the ones after it are refused). A
+// locked account is *ErrLocked, its counter does not move and its password is not checked.
+// SucceedOperatorAttempt resets the count.
 func (s *Store) BeginOperatorAttempt(ctx context.Context, id int64, now time.Time, freeAttempts int, lockFor func(failures int) time.Duration) error {
-	var (
-		failures int
-		locked   *time.Time
-	)
+	// The lock's length for the failures that lock: freeAttempts, freeAttempts+1, ... (the last
+	// one holds for any more).
+	lengths := make([]float64, 12)
+	for k := range lengths {
+		lengths[k] = lockFor(freeAttempts + k).Seconds()
+	}
+	var wasLocked *time.Time
+	// One statement: the row lock orders concurrent attempts, and each sees the count and the
+	// lock the one before it wrote.
 	err := s.pool.QueryRow(ctx, `
-		UPDATE operators SET failed_attempts = CASE WHEN locked_until IS NOT NULL AND locked_until > $2 THEN failed_attempts ELSE failed_attempts + 1 END,
+		UPDATE operators o SET
+			failed_attempts = CASE WHEN b.locked THEN o.failed_attempts ELSE o.failed_attempts + 1 END,
+			locked_until = CASE
+				WHEN b.locked THEN o.locked_until
+				WHEN o.failed_attempts + 1 >= $3 THEN $2::timestamptz + make_interval(secs =>
+					($4::float8[])[least(o.failed_attempts + 2 - $3, cardinality($4::float8[]))])
+				ELSE o.locked_until END,
 			updated_at = now()
-		WHERE id = $1
-		RETURNING failed_attempts, locked_until`, id, now).Scan(&failures, &locked)
+		FROM (SELECT id, COALESCE(locked_until > $2::timestamptz, false) AS locked, locked_until
+		      FROM operators WHERE id = $1 FOR UPDATE) b
+		WHERE o.id = b.id
+		RETURNING CASE WHEN b.locked THEN b.locked_until END`, id, now, freeAttempts, lengths).Scan(&wasLocked)
 	if err != nil {
 		return fmt.Errorf("operator sign-in attempt: %w", err)
 	}
-	if locked != nil && locked.After(now) {
-		return &ErrLocked{Until: *locked}
-	}
-	if failures >= freeAttempts {
-		// This attempt is still checked; the lock applies to the ones after it.
-		until := now.Add(lockFor(failures))
-		if _, err := s.pool.Exec(ctx, `UPDATE operators SET locked_until = $2 WHERE id = $1`, id, until); err != nil {
-			return fmt.Errorf("lock operator account: %w", err)
-		}
+	if wasLocked != nil {
+		return &ErrLocked{Until: *wasLocked}
 	}
 	return nil
 }
