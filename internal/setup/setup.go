@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/mail"
 	"net/url"
 	"os"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode/utf8"
 )
@@ -60,7 +62,9 @@ func (o *Option) UnmarshalJSON(b []byte) error {
 	}
 	type plain Option
 	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
 		return errors.New("an option is a string or {\"value\": ..., \"label\": ...}")
 	}
 	if p.Label == "" {
@@ -91,7 +95,16 @@ func Parse(b []byte) (Fields, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var fields Fields
-	if err := dec.Decode(&fields); err != nil || fields == nil {
+	err := dec.Decode(&fields)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("data after the list")
+		}
+	}
+	if err != nil || fields == nil {
 		msg := `not a JSON list of fields, such as [{"name": "district", "label": "District", "type": "text"}]`
 		if err != nil && strings.Contains(err.Error(), "unknown field") {
 			msg += ": " + err.Error()
@@ -129,6 +142,11 @@ func Parse(b []byte) (Fields, error) {
 			return nil, fmt.Errorf("field %q: only a select has options", f.Name)
 		}
 		if f.Pattern != "" {
+			// Checked on its own first: wrapped in ^(?:...)$ right away, a pattern such as
+			// "[0-9]{4})|(x" would close the group and escape the anchors.
+			if _, err := syntax.Parse(f.Pattern, syntax.Perl); err != nil {
+				return nil, fmt.Errorf("field %q: pattern is not a valid regular expression: %v", f.Name, err)
+			}
 			re, err := regexp.Compile(`^(?:` + f.Pattern + `)$`)
 			if err != nil {
 				return nil, fmt.Errorf("field %q: pattern is not a valid regular expression: %v", f.Name, err)
@@ -162,7 +180,7 @@ func (fs Fields) Validate(values url.Values) (answers map[string]string, problem
 }
 
 func (f Field) check(v string) string {
-	if !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }) {
 		return "contains characters that are not allowed"
 	}
 	if f.Type == TypeCheckbox {

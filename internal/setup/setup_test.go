@@ -128,7 +128,6 @@ func TestParse(t *testing.T) {
 // An option object with a misspelt key is refused like a field with one.
 func TestParseOptionUnknownKey(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: Option.UnmarshalJSON decodes the object form with json.Unmarshal, so DisallowUnknownFields does not reach it: {\"value\": \"w\", \"lable\": \"Wien\"} is accepted, its label silently \"w\"")
 	if fs, err := setup.Parse([]byte(`[{"name": "s", "type": "select", "options": [{"value": "w", "lable": "Wien"}]}]`)); err == nil {
 		t.Fatalf("Parse accepted an option with the unknown key \"lable\": %+v", exported(fs))
 	}
@@ -137,7 +136,6 @@ func TestParseOptionUnknownKey(t *testing.T) {
 // A pattern is matched against the whole answer, whatever its own parentheses do.
 func TestParsePatternCannotEscapeTheAnchors(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: Parse compiles `^(?:` + pattern + `)$`, so a pattern with an unbalanced ')' … '(' such as `[0-9]{4})|(x` compiles to `^(?:[0-9]{4})|(x)$`, which matches any answer that starts with four digits (\"1234<anything>\"); the pattern should be checked on its own first (regexp/syntax.Parse) and refused")
 	fs, err := setup.Parse([]byte(`[{"name": "code", "pattern": "[0-9]{4})|(x"}]`))
 	if err != nil {
 		return // refused: fine
@@ -150,7 +148,6 @@ func TestParsePatternCannotEscapeTheAnchors(t *testing.T) {
 // Anything after the list is refused, not silently dropped.
 func TestParseTrailingData(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: Parse decodes one JSON value and ignores the rest of the file: `[{\"name\": \"a\"}] [{\"name\": \"b\", \"required\": true}]` is accepted with field a only")
 	if fs, err := setup.Parse([]byte(`[{"name": "a"}] [{"name": "b", "required": true}]`)); err == nil {
 		t.Fatalf("Parse accepted trailing data: %+v", exported(fs))
 	}
@@ -344,7 +341,6 @@ func TestValidate(t *testing.T) {
 // ones, as webhook.Parse removes them from what it keeps.
 func TestValidateC1Controls(t *testing.T) {
 	t.Parallel()
-	t.Skip("BUG: Field.check refuses only r < 0x20 and 0x7f; \"a\u009bb\" and \"a\u0085b\" are accepted and stored (webhook's isControl also covers 0x80-0x9f)")
 	fs := mustParse(t, `[{"name": "note"}]`)
 	for _, v := range []string{"a\u009b31mb", "a\u0085b", "a\u0080b"} {
 		if _, problems := fs.Validate(url.Values{"note": {v}}); problems["note"] == "" {

@@ -67,6 +67,9 @@ func (c Credentials) String() string {
 	return fmt.Sprintf("credentials[client_id=%s version=%d source=%s]", c.ClientID, c.Version, c.Source)
 }
 
+// GoString keeps the secrets out of %#v too.
+func (c Credentials) GoString() string { return c.String() }
+
 // LogValue implements slog.LogValuer.
 func (c Credentials) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("client_id", c.ClientID), slog.Int("version", c.Version), slog.String("source", c.Source))

@@ -128,6 +128,14 @@ func (e Event) String() string {
 	return fmt.Sprintf("webhook[%s tenant=%s]", e.Type, e.TenantID)
 }
 
+// GoString keeps the secrets out of %#v too.
+func (e Event) GoString() string { return e.String() }
+
+// MarshalJSON keeps the secrets out of any JSON an Event is written into.
+func (e Event) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"type": e.Type, "tenantId": e.TenantID})
+}
+
 // LogValue implements slog.LogValuer.
 func (e Event) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("type", e.Type), slog.String("tenant_id", e.TenantID))
