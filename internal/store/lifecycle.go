@@ -231,8 +231,18 @@ func (s *Store) ReceiveDeactivation(ctx context.Context, rc Receipt, deletion bo
 		detail := map[string]any{"event": rc.EventType, "reason_type": reasonType, "reason_text": reasonText, "receipt": receiptRef(rc)}
 		var err error
 		out, err = endTenant(ctx, tx, rc.TenantID, deletion, "webhook", detail)
-		if err != nil || out.Ignored != "" {
+		if err != nil {
 			return err
+		}
+		// Stamp the receipt while the school's row is locked: reviveReceipt compares it with
+		// credentials written under the same lock, so the order is the order of the lock,
+		// whatever the order the transactions started in (now() is their start).
+		if _, err := tx.Exec(ctx, `UPDATE webhook_receipts SET received_at = clock_timestamp() WHERE tenant_id = $1 AND body_sha256 = $2`,
+			rc.TenantID, rc.BodySHA256); err != nil {
+			return err
+		}
+		if out.Ignored != "" {
+			return nil
 		}
 		return markWebhook(ctx, tx, rc)
 	})
@@ -268,6 +278,9 @@ func (s *Store) EndTenant(ctx context.Context, tenantID string, deletion bool, a
 }
 
 func endTenant(ctx context.Context, tx pgx.Tx, tenantID string, deletion bool, actor string, detail map[string]any) (Outcome, error) {
+	if detail == nil {
+		detail = map[string]any{}
+	}
 	action := "tenant.deactivated"
 	if deletion {
 		action = "tenant.deleted"
@@ -371,9 +384,9 @@ func reviveReceipt(ctx context.Context, tx pgx.Tx, rc Receipt) error {
 	if !newer {
 		return errDuplicate
 	}
-	_, err = tx.Exec(ctx, `UPDATE webhook_receipts SET received_at = now(), event_type = $3 WHERE tenant_id = $1 AND body_sha256 = $2`,
+	_, err = tx.Exec(ctx, `UPDATE webhook_receipts SET event_type = $3 WHERE tenant_id = $1 AND body_sha256 = $2`,
 		rc.TenantID, rc.BodySHA256, rc.EventType)
-	return err
+	return err // the caller stamps received_at once it has applied the deactivation
 }
 
 // markWebhook records on the school which webhook changed it last (the console shows it).

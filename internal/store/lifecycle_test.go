@@ -480,25 +480,44 @@ func TestDuplicateWebhookChangesNothing(t *testing.T) {
 
 	// A duplicate deactivation changes nothing either.
 	lcEndEvent(t, s, "T", "end", false)
-	lcCredentialsEvent(t, s, "T", "REACTIVATED", "back", nil)
 	before = snap()
 	if out := lcEndEvent(t, s, "T", "end", false); out != (store.Outcome{Duplicate: true}) {
 		t.Fatalf("duplicate deactivation: %+v", out)
 	}
-	if after := snap(); fmt.Sprint(after) != fmt.Sprint(before) || after.state != store.StateActive {
+	if after := snap(); fmt.Sprint(after) != fmt.Sprint(before) || after.state != store.StateDeactivated {
 		t.Errorf("a duplicate deactivation changed the school:\nbefore %+v\nafter  %+v", before, after)
+	}
+	// Nor does a duplicate reactivation, or a duplicate ignored RESET.
+	lcCredentialsEvent(t, s, "T", "RESET", "ignored reset", nil)
+	lcCredentialsEvent(t, s, "T", "REACTIVATED", "back", nil)
+	before = snap()
+	for _, event := range []string{"REACTIVATED", "RESET"} {
+		body := map[string]string{"REACTIVATED": "back", "RESET": "ignored reset"}[event]
+		if out := lcCredentialsEvent(t, s, "T", event, body, nil); out != (store.Outcome{Duplicate: true}) {
+			t.Fatalf("duplicate %s: %+v", event, out)
+		}
+	}
+	if after := snap(); fmt.Sprint(after) != fmt.Sprint(before) || after.state != store.StateActive {
+		t.Errorf("a duplicate changed the school:\nbefore %+v\nafter  %+v", before, after)
 	}
 }
 
 func TestConcurrentDeliveriesApplyOnce(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{"CREATED", "RESET", "DEACTIVATION", "DELETION"} {
-		t.Run(kind, func(t *testing.T) {
+	for _, tc := range []string{"CREATED", "RESET", "DEACTIVATION", "DELETION", "DEACTIVATION after a reactivation"} {
+		kind, again := strings.CutSuffix(tc, " after a reactivation")
+		t.Run(tc, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			s := newStore(t, keyring(t))
 			if kind != "CREATED" {
 				lcCredentialsEvent(t, s, "T", "CREATED", "setup", nil)
+			}
+			if again { // the ledger holds the body already, from before a reactivation
+				if _, err := s.ReceiveDeactivation(ctx, lcReceipt("T", kind, "same body"), false, "", ""); err != nil {
+					t.Fatal(err)
+				}
+				lcCredentialsEvent(t, s, "T", "REACTIVATED", "back", nil)
 			}
 			versions, audits, receipts := lcVersions(t, s, "T"), lcAuditCount(t, s, "T"), lcReceipts(t, s, "T")
 			const n = 8
@@ -533,8 +552,12 @@ func TestConcurrentDeliveriesApplyOnce(t *testing.T) {
 			if applied != 1 {
 				t.Fatalf("%d deliveries applied, want exactly 1", applied)
 			}
-			if got := lcReceipts(t, s, "T"); got != receipts+1 {
-				t.Errorf("receipts %d, want %d", got, receipts+1)
+			wantReceipts := receipts + 1
+			if again {
+				wantReceipts = receipts // renewed
+			}
+			if got := lcReceipts(t, s, "T"); got != wantReceipts {
+				t.Errorf("receipts %d, want %d", got, wantReceipts)
 			}
 			if got := lcAuditCount(t, s, "T"); got != audits+1 {
 				t.Errorf("audit events %d, want %d", got, audits+1)
@@ -573,13 +596,27 @@ func TestReplayAfterDeactivation(t *testing.T) {
 	if _, err := s.ActiveCredentials(ctx, "T"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("active credentials after replay: %v", err)
 	}
-	// A new activation brings it back; a replayed deactivation then does not end it again.
+	// A new activation brings it back. The platform's deactivation bodies carry no date, so the
+	// same deactivation bytes after a reactivation are a new deactivation; a redelivery right
+	// after them is a duplicate again, and the reactivation's body replayed revives nothing.
 	lcCredentialsEvent(t, s, "T", "REACTIVATED", "body-B", nil)
-	if out := lcEndEvent(t, s, "T", "end-1", false); out != (store.Outcome{Duplicate: true}) {
-		t.Fatalf("replayed deactivation %+v", out)
+	if out := lcEndEvent(t, s, "T", "end-1", false); out.Duplicate || out.State != store.StateDeactivated || out.PreviousState != store.StateActive {
+		t.Fatalf("deactivation bytes after a reactivation: %+v", out)
 	}
-	if got := lcState(t, s, "T"); got != store.StateActive {
-		t.Errorf("state after replayed deactivation %q", got)
+	if out := lcEndEvent(t, s, "T", "end-1", false); out != (store.Outcome{Duplicate: true}) {
+		t.Fatalf("redelivered deactivation %+v", out)
+	}
+	if out := lcCredentialsEvent(t, s, "T", "REACTIVATED", "body-B", nil); out != (store.Outcome{Duplicate: true}) {
+		t.Fatalf("replayed REACTIVATED %+v", out)
+	}
+	if got := lcState(t, s, "T"); got != store.StateDeactivated {
+		t.Errorf("state after the replays %q", got)
+	}
+	if n := lcVersions(t, s, "T"); n != 0 {
+		t.Errorf("%d credentials after the replays", n)
+	}
+	if n := lcReceipts(t, s, "T"); n != 3 {
+		t.Errorf("%d receipts, want 3 (the deactivation's renewed, not added)", n)
 	}
 }
 
@@ -1153,5 +1190,67 @@ func TestLifecycleNotifiesReplicas(t *testing.T) {
 	lcEndEvent(t, s, "ghost", "end", false)
 	if got := next(300 * time.Millisecond); got != "" {
 		t.Errorf("an ignored event notified %q", got)
+	}
+}
+
+// A deactivation body is a duplicate only while the school has had no new credentials since the
+// body was received. Credentials stored by a reactivation that started before the deactivation's
+// transaction but took the school's lock after it are new all the same: the same deactivation
+// bytes arriving after them must deactivate again.
+func TestRedeliveredDeactivationAfterARacingReactivation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, keyring(t))
+	lcCredentialsEvent(t, s, "T", "CREATED", "created", nil)
+
+	// A blocker holds the school's row and, uncommitted, the reactivation's receipt: the
+	// reactivation begins first and waits on its receipt; the deactivation begins after it and
+	// queues first for the school's row.
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rr := lcReceipt("T", "REACTIVATED", "reactivated")
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM tenants WHERE tenant_id = 'T' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO webhook_receipts (tenant_id, body_sha256, event_type) VALUES ($1, $2, $3)`,
+		rr.TenantID, rr.BodySHA256, rr.EventType); err != nil {
+		t.Fatal(err)
+	}
+	reactivated, deactivated := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, err := s.ReceiveCredentials(ctx, rr, lcCreds("reactivated"), lcInfo("T"), nil)
+		reactivated <- err
+	}()
+	lcWaitForLockWaiters(t, s, 1)
+	time.Sleep(5 * time.Millisecond) // the deactivation's transaction starts strictly later
+	go func() {
+		_, err := s.ReceiveDeactivation(ctx, lcReceipt("T", "DEACTIVATION", "deactivation"), false, "", "")
+		deactivated <- err
+	}()
+	lcWaitForLockWaiters(t, s, 2)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deactivated; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-reactivated; err != nil {
+		t.Fatal(err)
+	}
+	if got := lcState(t, s, "T"); got != store.StateActive {
+		t.Fatalf("the reactivation applied after the deactivation, yet the school is %q", got)
+	}
+	if n := lcVersions(t, s, "T"); n != 1 {
+		t.Fatalf("%d credentials, want the reactivation's", n)
+	}
+	// The school got new credentials after the deactivation body was received: the same bytes
+	// again are a new deactivation.
+	out := lcEndEvent(t, s, "T", "deactivation", false)
+	if out.Duplicate || lcState(t, s, "T") != store.StateDeactivated {
+		t.Errorf("the deactivation body after the (later) reactivation: %+v, school %q; want it deactivated again",
+			out, lcState(t, s, "T"))
 	}
 }

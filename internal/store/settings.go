@@ -57,7 +57,7 @@ func (s *Store) SaveSetup(ctx context.Context, tenantID string, answers map[stri
 		if err != nil {
 			return err
 		}
-		var changed []string
+		changed := []string{}
 		for _, name := range slices.Sorted(maps.Keys(answers)) {
 			v := answers[name]
 			if cur, ok := old[name]; ok && cur == v {

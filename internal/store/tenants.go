@@ -178,12 +178,13 @@ func (s *Store) sealCredentials(tenantID string, c Credentials) (sealedSecret, s
 }
 
 // insertCredentials stores the next version of a tenant's credentials in tx. The caller holds
-// the tenant row's lock (or has just written it), so versions are numbered one after the other.
+// the tenant row's lock (or has just written it), so versions are numbered one after the other,
+// and created_at (the clock at the insert, not the transaction's start) follows the lock's order.
 func insertCredentials(ctx context.Context, tx pgx.Tx, tenantID string, c Credentials, sealedSecret, sealedPassword []byte) (int, error) {
 	var version int
 	err := tx.QueryRow(ctx, `
-		INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source)
-		SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
+		INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source, created_at)
+		SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, clock_timestamp()
 		FROM tenant_credentials WHERE tenant_id = $1
 		RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version)
 	return version, err
