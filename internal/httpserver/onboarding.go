@@ -211,16 +211,22 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 func (s *Server) activateLimited(r *http.Request, tenantID string) (time.Duration, error) {
 	ctx := r.Context()
 	now := time.Now()
+	wait := now.Truncate(activateWindow).Add(activateWindow).Sub(now)
 	byIP, err := s.store.HitLimit(ctx, "activate-ip", ClientIP(ctx), activateWindow, now)
 	if err != nil {
 		return 0, err
+	}
+	// An address over its limit does not count against the school: it must not be able to use
+	// up the school's own attempts.
+	if byIP > activatePerIP {
+		return wait, nil
 	}
 	byTenant, err := s.store.HitLimit(ctx, "activate-tenant", tenantID, activateWindow, now)
 	if err != nil {
 		return 0, err
 	}
-	if byIP > activatePerIP || byTenant > activatePerTenant {
-		return now.Truncate(activateWindow).Add(activateWindow).Sub(now), nil
+	if byTenant > activatePerTenant {
+		return wait, nil
 	}
 	return 0, nil
 }

@@ -28,7 +28,11 @@ type webhookAnswer struct {
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	reqID := RequestID(ctx)
-	body, err := io.ReadAll(r.Body) // limited by limitBody(webhook.MaxBody)
+	if r.ContentLength > webhook.MaxBody {
+		s.webhookDone(w, r, http.StatusRequestEntityTooLarge, "", "too_large", webhookAnswer{Status: "too_large", Message: "the body is over 64 KiB"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhook.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
