@@ -156,7 +156,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		SSO:             signIn,
 		Sessions:        sessions,
 		Platform:        platformClients,
-		Onboard:         onboard.New(st, platformClients, cfg.SetupFields, log),
+		Onboard:         onboard.New(st, platformClients, cfg.SetupFields, log, signIn.Invalidate),
 		Webhooks:        webhook.NewVerifier(cfg.WebhookKeys),
 		Operators:       operator.New(operator.Config{Store: st, Logger: log}),
 		Logger:          log,

@@ -77,7 +77,7 @@ func (s *Server) handleAdminLoginPost(w http.ResponseWriter, r *http.Request) {
 		again(http.StatusForbidden, "The form had expired; please sign in again.")
 		return
 	}
-	os, err := s.operators.SignIn(ctx, w, email, r.PostForm.Get("password"), ClientIP(ctx))
+	os, err := s.operators.SignIn(ctx, w, email, r.PostForm.Get("password"), limitKey(ClientIP(ctx)))
 	var (
 		locked  *operator.LockedError
 		limited *operator.RateLimitedError

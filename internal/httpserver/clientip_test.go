@@ -102,3 +102,19 @@ func TestValidRequestID(t *testing.T) {
 		t.Errorf("newRequestID repeats: %q twice", a)
 	}
 }
+
+func TestLimitKey(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"192.0.2.7":                  "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6":       "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff:ffff:1:1": "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":           "192.0.2.7",
+		"not an address":             "not an address",
+		"2001:db8:1:3::1":            "2001:db8:1:3::/64",
+	} {
+		if got := limitKey(in); got != want {
+			t.Errorf("limitKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

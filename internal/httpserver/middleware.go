@@ -171,6 +171,17 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// neverFramed keeps a page out of every frame, in embed mode too: the operator console and the
+// activation page are never opened from an entry point, and a page that takes credentials must
+// not be framed by anyone (clickjacking).
+func (s *Server) neverFramed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", s.cspNoFrame)
+		w.Header().Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // contentSecurityPolicy allows only our own resources. Outside embed mode nobody may frame the
 // app; in embed mode only the platform's origins may (the entry points open it in an iFrame).
 func contentSecurityPolicy(embed bool, platformOrigins []string) string {

@@ -196,6 +196,10 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 		}
 		again(status, problems, "Nothing was stored: "+proofErr.Message+".")
 		return
+	case errors.Is(err, store.ErrEndedByOperator):
+		s.log.WarnContext(ctx, "activation refused: the school was deactivated by an operator", "request_id", reqID, "tenant_id", c.TenantID)
+		again(http.StatusForbidden, nil, "Nothing was stored: the app's operator deactivated the app for this school. Please contact them.")
+		return
 	case err != nil:
 		s.log.ErrorContext(ctx, "activation not stored", "request_id", reqID, "tenant_id", c.TenantID, "err", err)
 		s.renderError(w, r, http.StatusServiceUnavailable, "The app is having trouble",
@@ -212,7 +216,7 @@ func (s *Server) activateLimited(r *http.Request, tenantID string) (time.Duratio
 	ctx := r.Context()
 	now := time.Now()
 	wait := now.Truncate(activateWindow).Add(activateWindow).Sub(now)
-	byIP, err := s.store.HitLimit(ctx, "activate-ip", ClientIP(ctx), activateWindow, now)
+	byIP, err := s.store.HitLimit(ctx, "activate-ip", limitKey(ClientIP(ctx)), activateWindow, now)
 	if err != nil {
 		return 0, err
 	}

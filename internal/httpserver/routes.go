@@ -27,8 +27,6 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/launch", s.handleLaunch) // an entry point's launch, and the SSO callback
 		r.Get("/api/me", s.handleMe)
 		r.Get("/setup", s.handleSetup)
-		r.Get("/activate", s.handleActivate)
-		r.Get("/admin/login", s.handleAdminLogin)
 		r.MethodFunc(http.MethodGet, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodPost, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodOptions, "/logout", s.handleLogout) // CORS preflight of WebUntis' call
@@ -39,19 +37,27 @@ func (s *Server) Handler() http.Handler {
 	// form's own CSRF token).
 	r.Group(func(r chi.Router) {
 		r.Use(s.securityHeaders, limitBody(maxFormBody), s.crossOrigin.Handler)
-		r.Post("/setup", s.handleSetupPost)       // a school admin, after SSO (session CSRF token)
-		r.Post("/activate", s.handleActivatePost) // a school admin with no webhook (form cookie token)
-		r.Post("/admin/login", s.handleAdminLoginPost)
-	})
+		r.Post("/setup", s.handleSetupPost) // a school admin, after SSO (session CSRF token)
 
-	// The operator console: every page needs a console session, every form its CSRF token.
-	r.Group(func(r chi.Router) {
-		r.Use(s.securityHeaders, limitBody(maxFormBody), s.crossOrigin.Handler, s.requireOperator)
-		r.Get("/admin", s.handleAdminTenants)
-		r.Get("/admin/tenants/{tenantID}", s.handleAdminTenant)
-		r.Post("/admin/tenants/{tenantID}/credentials", s.handleAdminCredentials)
-		r.Post("/admin/tenants/{tenantID}/deactivate", s.handleAdminDeactivate)
-		r.Post("/admin/logout", s.handleAdminLogout)
+		// Pages that take credentials are never framed, in embed mode neither.
+		r.Group(func(r chi.Router) {
+			r.Use(s.neverFramed)
+			r.Get("/activate", s.handleActivate) // a school admin with no webhook (form cookie token)
+			r.Post("/activate", s.handleActivatePost)
+			r.Get("/admin/login", s.handleAdminLogin)
+			r.Post("/admin/login", s.handleAdminLoginPost)
+
+			// The operator console: every page needs a console session, every form its CSRF
+			// token.
+			r.Group(func(r chi.Router) {
+				r.Use(s.requireOperator)
+				r.Get("/admin", s.handleAdminTenants)
+				r.Get("/admin/tenants/{tenantID}", s.handleAdminTenant)
+				r.Post("/admin/tenants/{tenantID}/credentials", s.handleAdminCredentials)
+				r.Post("/admin/tenants/{tenantID}/deactivate", s.handleAdminDeactivate)
+				r.Post("/admin/logout", s.handleAdminLogout)
+			})
+		})
 	})
 
 	// The platform's signed webhooks; each route takes both kinds (contract.md). The handler

@@ -67,6 +67,7 @@ type Server struct {
 	embedMode       bool
 	version         string
 	csp             string // Content-Security-Policy of every page
+	cspNoFrame      string // ... of the pages that are never framed (console, activation)
 	https           bool
 	pages           *template.Template
 	httpm           httpMetrics
@@ -102,6 +103,7 @@ func New(d Deps) *Server {
 		embedMode:       d.EmbedMode,
 		version:         d.Version,
 		csp:             contentSecurityPolicy(d.EmbedMode, d.PlatformOrigins),
+		cspNoFrame:      contentSecurityPolicy(false, nil),
 		https:           d.HTTPS,
 		pages:           web.Templates(),
 	}

@@ -139,7 +139,7 @@ func (e *signinEnv) newInstance() *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.onboard = onboard.New(st, in.platform, e.opts.setupFields, e.log)
+	in.onboard = onboard.New(st, in.platform, e.opts.setupFields, e.log, in.sso.Invalidate)
 	in.operators = operator.New(operator.Config{Store: st, Logger: e.log, Now: now, Hash: testHashParams})
 	h = httpserver.New(httpserver.Deps{
 		Store: st, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: in.metrics,

@@ -26,14 +26,18 @@ type Service struct {
 	platform *platform.Clients
 	fields   setup.Fields
 	log      *slog.Logger
+	// drop forgets what this replica caches of a school besides its token (the sign-in's
+	// discovery and keys: sso.Service.Invalidate).
+	drop []func(tenantID string)
 }
 
-// New builds a Service. fields are the deployment's setup fields (nil: none).
-func New(st *store.Store, clients *platform.Clients, fields setup.Fields, log *slog.Logger) *Service {
+// New builds a Service. fields are the deployment's setup fields (nil: none); drop are called
+// with a school's id after every change of it, to forget this replica's caches at once.
+func New(st *store.Store, clients *platform.Clients, fields setup.Fields, log *slog.Logger, drop ...func(tenantID string)) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: st, platform: clients, fields: fields, log: log}
+	return &Service{store: st, platform: clients, fields: fields, log: log, drop: drop}
 }
 
 // Fields are the deployment's setup fields (empty when it asks none).
@@ -76,11 +80,14 @@ func (s *Service) Receive(ctx context.Context, ev webhook.Event, body []byte) (s
 	return out, nil
 }
 
-// dropCaches forgets this replica's cached token of the school at once; the store's
-// notification does the same on every replica a moment later.
+// dropCaches forgets this replica's cached token and sign-in verifier of the school at once; the
+// store's notification does the same on every replica a moment later.
 func (s *Service) dropCaches(tenantID string) {
 	if s.platform != nil {
 		s.platform.Invalidate(tenantID)
+	}
+	for _, drop := range s.drop {
+		drop(tenantID)
 	}
 }
 

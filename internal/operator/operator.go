@@ -115,11 +115,12 @@ func New(cfg Config) *Manager {
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
 // SignIn checks an operator's e-mail address and password and, when they are right, starts a
-// console session (the cookie is set on w). clientIP feeds the per-address limit.
-func (m *Manager) SignIn(ctx context.Context, w http.ResponseWriter, email, password, clientIP string) (*store.OperatorSession, error) {
+// console session (the cookie is set on w). client (the client's address, or its network) feeds
+// the per-address limit.
+func (m *Manager) SignIn(ctx context.Context, w http.ResponseWriter, email, password, client string) (*store.OperatorSession, error) {
 	now := m.now()
 	email = NormalizeEmail(email)
-	hits, err := m.store.HitLimit(ctx, "console-ip", clientIP, ipWindow, now)
+	hits, err := m.store.HitLimit(ctx, "console-ip", client, ipWindow, now)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +143,9 @@ func (m *Manager) SignIn(ctx context.Context, w http.ResponseWriter, email, pass
 	if err := m.store.BeginOperatorAttempt(ctx, op.ID, now, freeAttempts, lockFor); err != nil {
 		var locked *store.ErrLocked
 		if errors.As(err, &locked) {
+			// The same work as any other refusal, so the timing does not tell a locked
+			// account (which exists) from an unknown address.
+			_, _ = m.check(ctx, m.dummy, password)
 			return nil, &LockedError{Until: locked.Until}
 		}
 		return nil, err

@@ -4,26 +4,42 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // MarkCredentialsFailing records that the platform refused version credVersion of the tenant's
 // credentials: the time of the first refusal is kept while the failure lasts, the reason is the
 // newest one. The operator console and /metrics read it. Nothing is written when newer
-// credentials have been stored since (a RESET that raced the refusal is not known to fail); it
-// reports whether the mark was written.
+// credentials have been stored since (a RESET that raced the refusal is not known to fail), when
+// that version is gone (wiped by a deactivation), or when the school is no longer active or
+// pending; it reports whether the mark was written.
 func (s *Store) MarkCredentialsFailing(ctx context.Context, tenantID string, credVersion int, reason string, at time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE tenants SET
-			credentials_failing_since = COALESCE(credentials_failing_since, $3),
-			credentials_failure_reason = $4,
-			updated_at = now()
-		WHERE tenant_id = $1
-		  AND NOT EXISTS (SELECT 1 FROM tenant_credentials WHERE tenant_id = $1 AND version > $2)`,
-		tenantID, credVersion, at, truncateReason(reason))
+	var marked bool
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// First wait for any change of the school in progress (a RESET, a deactivation: they
+		// hold the row): the statement after it then sees what they committed. In one statement,
+		// the version check would keep the snapshot from before the wait.
+		state, err := lockTenant(ctx, tx, tenantID)
+		if err != nil || (state != StateActive && state != StatePendingSetup) {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE tenants SET
+				credentials_failing_since = COALESCE(credentials_failing_since, $3),
+				credentials_failure_reason = $4,
+				updated_at = now()
+			WHERE tenant_id = $1
+			  AND EXISTS (SELECT 1 FROM tenant_credentials WHERE tenant_id = $1 AND version = $2)
+			  AND NOT EXISTS (SELECT 1 FROM tenant_credentials WHERE tenant_id = $1 AND version > $2)`,
+			tenantID, credVersion, at, truncateReason(reason))
+		marked = err == nil && tag.RowsAffected() == 1
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("mark credentials of tenant %s failing: %w", tenantID, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return marked, nil
 }
 
 // ClearCredentialsFailing removes the failing mark after the platform accepted the credentials

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -57,6 +58,9 @@ const (
 	SourceManual   = "manual"   // the school admin on /activate
 	SourceOperator = "operator" // an operator in the console or on the command line
 )
+
+// ErrEndedByOperator refuses manual activation of a school an operator deactivated.
+var ErrEndedByOperator = errors.New("the school was deactivated by an operator")
 
 // errDuplicate rolls back a transaction whose receipt already existed.
 var errDuplicate = errors.New("duplicate webhook")
@@ -133,6 +137,20 @@ func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID string, c 
 		prev, err := lockTenant(ctx, tx, tenantID)
 		if err != nil {
 			return err
+		}
+		if c.Source == SourceManual && prev == StateDeactivated {
+			// A school an operator ended stays ended until the platform (a new activation
+			// webhook) or an operator brings it back; whoever holds its leaked credentials must
+			// not undo the operator's decision from the public activation page.
+			var actor string
+			err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT actor FROM audit_events WHERE tenant_id = $1
+				AND action IN ('tenant.deactivated', 'tenant.deleted') ORDER BY at DESC, id DESC LIMIT 1), '')`, tenantID).Scan(&actor)
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(actor, "operator ") {
+				return ErrEndedByOperator
+			}
 		}
 		var replaced string
 		if err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT source FROM tenant_credentials WHERE tenant_id = $1
@@ -221,14 +239,21 @@ func setupComplete(ctx context.Context, tx pgx.Tx, tenantID string, check SetupC
 func (s *Store) ReceiveDeactivation(ctx context.Context, rc Receipt, deletion bool, reasonType, reasonText string) (Outcome, error) {
 	var out Outcome
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		repeated := false
 		if err := insertReceipt(ctx, tx, rc); errors.Is(err, errDuplicate) {
 			if err := reviveReceipt(ctx, tx, rc); err != nil {
 				return err
 			}
+			repeated = true
 		} else if err != nil {
 			return err
 		}
 		detail := map[string]any{"event": rc.EventType, "reason_type": reasonType, "reason_text": reasonText, "receipt": receiptRef(rc)}
+		if repeated {
+			// The same bytes as an earlier deactivation, after a reactivation: a genuine
+			// repetition, or a replay. The audit trail says so either way.
+			detail["repeated_body"] = true
+		}
 		var err error
 		out, err = endTenant(ctx, tx, rc.TenantID, deletion, "webhook", detail)
 		if err != nil {

@@ -21,8 +21,10 @@ func (s *Store) HitLimit(ctx context.Context, scope, key string, window time.Dur
 	err := s.relaxed.QueryRow(ctx, `
 		INSERT INTO attempt_limits (bucket, window_start, hits) VALUES ($1, $2, 1)
 		ON CONFLICT (bucket) DO UPDATE SET
-			hits = CASE WHEN attempt_limits.window_start = EXCLUDED.window_start THEN attempt_limits.hits + 1 ELSE 1 END,
-			window_start = EXCLUDED.window_start
+			-- Only a later window starts the count again: a replica whose clock is a little
+			-- behind counts into the current window instead of resetting it.
+			hits = CASE WHEN EXCLUDED.window_start > attempt_limits.window_start THEN 1 ELSE attempt_limits.hits + 1 END,
+			window_start = GREATEST(attempt_limits.window_start, EXCLUDED.window_start)
 		RETURNING hits`, bucket, start).Scan(&hits)
 	if err != nil {
 		return 0, fmt.Errorf("rate limit %s: %w", scope, err)

@@ -131,7 +131,8 @@ func (s *Store) tenant(ctx context.Context, id string, withClientID bool) (Tenan
 
 // SetTenantName records the school's name as the platform's OneRoster calls it, when it differs.
 func (s *Store) SetTenantName(ctx context.Context, id, name string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE tenants SET name = $2, updated_at = now() WHERE tenant_id = $1 AND name <> $2`, id, name)
+	_, err := s.pool.Exec(ctx, `UPDATE tenants SET name = $2, updated_at = now()
+		WHERE tenant_id = $1 AND name <> $2 AND state IN ('active', 'pending_setup')`, id, name)
 	if err != nil {
 		return fmt.Errorf("set name of tenant %s: %w", id, err)
 	}
