@@ -112,7 +112,12 @@ for tenant in 1001 1002; do
   answer="$(curl -sS -X POST "$sim_url/sim/api/tenants/$tenant/activate" || true)"
   status="$(printf '%s' "$answer" | sed -nE 's/.*"status":([0-9]+).*/\1/p' | head -n1)"
   if [ "$status" = "200" ]; then
-    say "demo school $tenant: signed CREATED webhook sent, the server answered 200"
+    case "$answer" in
+    *'\"state\":\"deactivated\"'* | *'\"state\":\"deleted\"'*)
+      # The same CREATED as an earlier run's: a duplicate, and the school stays as it was left.
+      say "demo school $tenant: deactivated in an earlier run and still so (the server took this CREATED for a replay); use Reactivate on the simulator page" ;;
+    *) say "demo school $tenant: signed CREATED webhook sent, the server answered 200" ;;
+    esac
     continue
   fi
   info="$(curl -fsS "$sim_url/sim/api/tenants/$tenant")" || die "the simulator does not know demo school $tenant"

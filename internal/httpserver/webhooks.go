@@ -87,6 +87,11 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case out.Duplicate:
 		a = webhookAnswer{Status: "duplicate", TenantID: ev.TenantID, Message: "this exact body was received before; nothing changed"}
+		// Say where the school stands, for whoever reads the delivery log (a replayed
+		// activation of a deactivated school stays deactivated).
+		if t, err := s.store.Tenant(ctx, ev.TenantID); err == nil {
+			a.State = t.State
+		}
 	case out.Ignored != "":
 		a.Status, a.Message = "ignored", out.Ignored
 	}
