@@ -101,11 +101,12 @@ func (s *Server) schoolName(ctx context.Context, sess *store.Session) string {
 		return sess.TenantName
 	}
 	for _, o := range sess.User.Orgs {
-		if o.Type != "" && o.Type != "school" {
+		// OneRoster 1.1 references a user's orgs with type "org" (GUIDRef); some send "school".
+		if o.Type != "" && o.Type != "org" && o.Type != "school" {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		org, err := s.platform.For(sess.TenantID).School(ctx, o.SourcedID)
+		lookup, cancel := context.WithTimeout(ctx, 3*time.Second)
+		org, err := s.platform.For(sess.TenantID).School(lookup, o.SourcedID)
 		cancel()
 		if err != nil {
 			s.log.InfoContext(ctx, "school name not available", "tenant_id", sess.TenantID, "err", err)

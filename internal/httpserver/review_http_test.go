@@ -45,3 +45,21 @@ func TestCredentialPagesAreNeverFramed(t *testing.T) {
 		t.Errorf("the app's home page cannot be framed in embed mode: %q", csp)
 	}
 }
+
+// The home page names the user's school, read once from OneRoster through the user's org
+// reference (OneRoster 1.1 types it "org") and kept on the tenant for the console.
+func TestHomePageNamesTheSchool(t *testing.T) {
+	t.Parallel()
+	e := newSigninEnv(t, signinOptions{})
+	tid := e.school(platformsim.TenantSpec{ID: "6902", Name: "Volksschule Seeblick"}, store.StateActive)
+	b, landed := e.obSignIn(tid, "teacher")
+	if landed.status != http.StatusOK {
+		t.Fatalf("sign-in ended on %d", landed.status)
+	}
+	if home := b.get(e.app.srv.URL + "/"); !strings.Contains(home.body, "Volksschule Seeblick") {
+		t.Fatalf("the home page does not name the school:\n%s", home.body)
+	}
+	if tn, err := e.store.Tenant(e.ctx(), tid); err != nil || tn.Name != "Volksschule Seeblick" {
+		t.Fatalf("tenant name %q (%v), want it kept", tn.Name, err)
+	}
+}

@@ -259,6 +259,8 @@ func (s *Sim) runAction(ctx context.Context, tid, action string, opt *Deactivati
 		return s.DeactivateWith(ctx, tid, o)
 	case "replay":
 		return s.ReplayLastWebhook(ctx, tid)
+	case "reactivate-quietly":
+		return &WebhookResult{}, s.ReactivateWithoutWebhook(tid)
 	}
 	return nil, errUnknownAction
 }

@@ -161,6 +161,23 @@ func (s *Sim) sendCredentials(ctx context.Context, tenantID, event string, fresh
 	return s.deliver(ctx, tenantID, s.PartnerURL()+s.credentialsPath, event, body)
 }
 
+// ReactivateWithoutWebhook gives the tenant a fresh secret and password and
+// makes its app active again, but sends no webhook: the school admin
+// reactivated the app and the partner must be given the credentials by hand
+// (onboarding scenario 3).
+func (s *Sim) ReactivateWithoutWebhook(tenantID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tenants[tenantID]
+	if t == nil {
+		return ErrUnknownTenant
+	}
+	t.secret, t.password = randomToken(24), randomToken(24)
+	t.status = StatusActive
+	t.lastResult, t.lastResultErr = nil, ""
+	return nil
+}
+
 // Deactivate sends a DEACTIVATION (or, with deletion, DELETION) webhook.
 // From then on the tenant's credentials and tokens stop working.
 func (s *Sim) Deactivate(ctx context.Context, tenantID string, deletion bool) (*WebhookResult, error) {
