@@ -63,3 +63,31 @@ func TestHomePageNamesTheSchool(t *testing.T) {
 		t.Fatalf("tenant name %q (%v), want it kept", tn.Name, err)
 	}
 }
+
+// Onboarding scenario 3 after a reactivation: the platform deactivated the school (webhook), the
+// admin reactivated it but no webhook arrived; the new credentials pasted on /activate bring it
+// back, and its users sign in again.
+func TestActivateByHandAfterAQuietReactivation(t *testing.T) {
+	t.Parallel()
+	e := newSigninEnv(t, signinOptions{})
+	tid := "6903"
+	e.obActivate(tid)
+	if res, err := e.sim.Deactivate(e.ctx(), tid, false); err != nil || res.Status != http.StatusOK {
+		t.Fatalf("DEACTIVATION: %v %+v", err, res)
+	}
+	if err := e.sim.ReactivateWithoutWebhook(tid); err != nil {
+		t.Fatal(err)
+	}
+	if state := e.obState(tid); state != store.StateDeactivated {
+		t.Fatalf("school %q before the manual activation", state)
+	}
+	clientID, secret, password, _ := e.sim.Credentials(tid)
+	b := e.browser()
+	got := b.formPost(e.app.srv.URL+"/activate", activateValues(activateForm(t, b), tid, clientID, secret, password), nil)
+	if got.status != http.StatusOK || !strings.Contains(got.body, "The app is activated") {
+		t.Fatalf("POST /activate = %d:\n%s", got.status, got.body)
+	}
+	if _, landed := e.obSignIn(tid, "teacher"); landed.status != http.StatusOK {
+		t.Fatalf("a teacher's sign-in after the manual activation ended on %d", landed.status)
+	}
+}
