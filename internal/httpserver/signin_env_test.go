@@ -241,7 +241,13 @@ func (b *browser) get(u string) answer {
 
 func (b *browser) do(method, u string, header http.Header) answer {
 	b.t.Helper()
-	req, err := http.NewRequest(method, u, nil)
+	return b.send(method, u, nil, header)
+}
+
+// send requests u once with body (nil for none), without following a redirect.
+func (b *browser) send(method, u string, body io.Reader, header http.Header) answer {
+	b.t.Helper()
+	req, err := http.NewRequest(method, u, body)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -253,14 +259,14 @@ func (b *browser) do(method, u string, header http.Header) answer {
 		b.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	got, _ := io.ReadAll(resp.Body)
 	loc := resp.Header.Get("Location")
 	if loc != "" {
 		if l, err := resp.Request.URL.Parse(loc); err == nil {
 			loc = l.String()
 		}
 	}
-	return answer{status: resp.StatusCode, body: string(body), header: resp.Header, location: loc, url: u}
+	return answer{status: resp.StatusCode, body: string(got), header: resp.Header, location: loc, url: u}
 }
 
 // follow requests u and follows redirects (at most 10), returning every answer in order.

@@ -46,27 +46,11 @@ func obSend(t testing.TB, req *http.Request) answer {
 // formPost posts form from this browser (with its cookies), without following a redirect.
 func (b *browser) formPost(u string, form url.Values, header http.Header) answer {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 	for k, vs := range header {
-		req.Header[k] = vs
+		h[k] = vs
 	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	loc := resp.Header.Get("Location")
-	if loc != "" {
-		if l, err := resp.Request.URL.Parse(loc); err == nil {
-			loc = l.String()
-		}
-	}
-	return answer{status: resp.StatusCode, body: string(body), header: resp.Header, location: loc, url: u}
+	return b.send(http.MethodPost, u, strings.NewReader(form.Encode()), h)
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
