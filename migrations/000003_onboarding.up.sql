@@ -6,6 +6,12 @@ CREATE INDEX webhook_receipts_received_idx ON webhook_receipts (tenant_id, recei
 -- Which webhook event last changed a school (the console's "last webhook" column).
 ALTER TABLE tenants ADD COLUMN last_webhook_event text NOT NULL DEFAULT '';
 
+-- The last credentials version ever given to a school. A deactivation wipes the credentials, and
+-- version numbers must not start again at 1 after it: a refusal of the old version 1 would
+-- otherwise be taken for a refusal of the new one.
+ALTER TABLE tenants ADD COLUMN credentials_version integer NOT NULL DEFAULT 0;
+UPDATE tenants t SET credentials_version = COALESCE((SELECT max(version) FROM tenant_credentials c WHERE c.tenant_id = t.tenant_id), 0);
+
 -- attempt_limits: fixed-window counters for the rate limits of /activate and the console's
 -- sign-in, shared by every replica. bucket is "scope:" + a SHA-256 (hex) of the key (a client IP,
 -- a tenant id, an e-mail address), so the table names no person. Rows of windows that ended are

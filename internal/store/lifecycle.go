@@ -144,7 +144,7 @@ func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID string, c 
 			// not undo the operator's decision from the public activation page.
 			var actor string
 			err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT actor FROM audit_events WHERE tenant_id = $1
-				AND action IN ('tenant.deactivated', 'tenant.deleted') ORDER BY at DESC, id DESC LIMIT 1), '')`, tenantID).Scan(&actor)
+				AND action IN ('tenant.deactivated', 'tenant.deleted') ORDER BY id DESC LIMIT 1), '')`, tenantID).Scan(&actor)
 			if err != nil {
 				return err
 			}

@@ -89,3 +89,24 @@ func TestFailingMarkWaitsForARacingReset(t *testing.T) {
 		t.Fatalf("mark of a deactivated school: marked=%v err=%v", marked, err)
 	}
 }
+
+// A refusal of the credentials a deactivation wiped must not mark the ones a reactivation
+// stored after it: version numbers are never given twice.
+func TestFailingMarkOfWipedCredentials(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, keyring(t))
+	lcCredentialsEvent(t, s, "T", "CREATED", "created", nil)
+	old, err := s.ActiveCredentials(ctx, "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lcEndEvent(t, s, "T", "deactivation", false)
+	out := lcCredentialsEvent(t, s, "T", "REACTIVATED", "reactivated", nil)
+	if out.Version == old.Version {
+		t.Fatalf("the reactivation's credentials got version %d again", out.Version)
+	}
+	if marked, err := s.MarkCredentialsFailing(ctx, "T", old.Version, "refused", time.Now()); err != nil || marked {
+		t.Fatalf("a late refusal of the wiped version %d marked the new credentials: %v %v", old.Version, marked, err)
+	}
+}

@@ -183,10 +183,15 @@ func (s *Store) sealCredentials(tenantID string, c Credentials) (sealedSecret, s
 // and created_at (the clock at the insert, not the transaction's start) follows the lock's order.
 func insertCredentials(ctx context.Context, tx pgx.Tx, tenantID string, c Credentials, sealedSecret, sealedPassword []byte) (int, error) {
 	var version int
+	// The number comes from the school's counter, never from the rows left: a deactivation
+	// wipes them, and a number given once is never given again.
 	err := tx.QueryRow(ctx, `
+		WITH counter AS (
+			UPDATE tenants SET credentials_version = credentials_version + 1 WHERE tenant_id = $1
+			RETURNING credentials_version
+		)
 		INSERT INTO tenant_credentials (tenant_id, version, client_id, secret_sealed, password_sealed, source, created_at)
-		SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, clock_timestamp()
-		FROM tenant_credentials WHERE tenant_id = $1
+		SELECT $1, credentials_version, $2, $3, $4, $5, clock_timestamp() FROM counter
 		RETURNING version`, tenantID, c.ClientID, sealedSecret, sealedPassword, c.Source).Scan(&version)
 	return version, err
 }
