@@ -191,12 +191,12 @@ func lockFor(failures int) time.Duration {
 // Load returns the request's live console session, or ErrNoSession. Activity moves the idle
 // expiry.
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.OperatorSession, error) {
-	c, err := r.Cookie(CookieName)
-	if err != nil || c.Value == "" || len(c.Value) > 128 {
+	id := session.CookieID(r, CookieName)
+	if id == "" {
 		return nil, ErrNoSession
 	}
 	now := m.now()
-	os, err := m.store.OperatorSessionByID(ctx, store.HashID(c.Value), now)
+	os, err := m.store.OperatorSessionByID(ctx, store.HashID(id), now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNoSession
 	}
@@ -214,11 +214,11 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.OperatorSes
 // SignOut ends the request's console session and clears its cookie.
 func (m *Manager) SignOut(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	http.SetCookie(w, cookie("", -1))
-	c, err := r.Cookie(CookieName)
-	if err != nil || c.Value == "" {
+	id := session.CookieID(r, CookieName)
+	if id == "" {
 		return nil
 	}
-	return m.store.DeleteOperatorSession(ctx, store.HashID(c.Value))
+	return m.store.DeleteOperatorSession(ctx, store.HashID(id))
 }
 
 // ValidCSRF compares a submitted form token with the session's in constant time.

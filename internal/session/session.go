@@ -86,8 +86,8 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		User: user, SessionIDHash: store.HashID(id), CSRFToken: []byte(NewToken()), Launch: launch,
 		Now: now, IdleExpiresAt: now.Add(m.idle), ExpiresAt: now.Add(m.max),
 	}
-	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
-		l.ReplacesIDHash = store.HashID(c.Value)
+	if prev := CookieID(r, CookieName); prev != "" {
+		l.ReplacesIDHash = store.HashID(prev)
 	}
 	state, err := m.store.CreateLogin(ctx, l)
 	if err != nil {
@@ -97,15 +97,25 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	return state, nil
 }
 
+// CookieID returns the id a request's cookie holds, or "" when it has none of a plausible size
+// (ids are 43 characters; anything over 128 is not looked up).
+func CookieID(r *http.Request, name string) string {
+	c, err := r.Cookie(name)
+	if err != nil || len(c.Value) > 128 {
+		return ""
+	}
+	return c.Value
+}
+
 // Load returns the request's live session, or ErrNoSession. Activity moves the idle expiry
 // (written at most once a minute per session).
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, error) {
-	c, err := r.Cookie(CookieName)
-	if err != nil || c.Value == "" || len(c.Value) > 128 {
+	id := CookieID(r, CookieName)
+	if id == "" {
 		return nil, ErrNoSession
 	}
 	now := m.now()
-	s, err := m.store.SessionByID(ctx, store.HashID(c.Value), now)
+	s, err := m.store.SessionByID(ctx, store.HashID(id), now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNoSession
 	}
@@ -125,11 +135,11 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, er
 // session was ended.
 func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Request) (bool, error) {
 	http.SetCookie(w, m.cookie(CookieName, "", -1))
-	c, err := r.Cookie(CookieName)
-	if err != nil || c.Value == "" {
+	id := CookieID(r, CookieName)
+	if id == "" {
 		return false, nil
 	}
-	return m.store.DeleteSession(ctx, store.HashID(c.Value))
+	return m.store.DeleteSession(ctx, store.HashID(id))
 }
 
 // CSRFToken is the session's token for its forms.
@@ -166,11 +176,7 @@ func (m *Manager) SetFlowCookie(w http.ResponseWriter, tag, flowID string, expir
 
 // FlowCookie returns the flow id the browser holds under tag ("" when none).
 func (m *Manager) FlowCookie(r *http.Request, tag string) string {
-	c, err := r.Cookie(flowCookiePrefix + tag)
-	if err != nil || len(c.Value) > 128 {
-		return ""
-	}
-	return c.Value
+	return CookieID(r, flowCookiePrefix+tag)
 }
 
 // ClearFlowCookie removes the flow cookie named by tag.

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -180,7 +181,7 @@ func (fs Fields) Validate(values url.Values) (answers map[string]string, problem
 }
 
 func (f Field) check(v string) string {
-	if !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }) {
+	if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
 		return "contains characters that are not allowed"
 	}
 	if f.Type == TypeCheckbox {

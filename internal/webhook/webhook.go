@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/untis-partner/server/internal/store"
@@ -244,7 +245,7 @@ func required(name string, v *string, max int) (string, error) {
 	if len(s) > max {
 		return "", &FieldError{Field: name, Problem: fmt.Sprintf("is longer than %d bytes", max)}
 	}
-	if strings.ContainsFunc(s, isControl) {
+	if strings.ContainsFunc(s, unicode.IsControl) {
 		return "", &FieldError{Field: name, Problem: "contains control characters"}
 	}
 	return s, nil
@@ -257,7 +258,7 @@ func optional(v *string, max int) string {
 		return ""
 	}
 	s := strings.Map(func(r rune) rune {
-		if isControl(r) {
+		if unicode.IsControl(r) {
 			return -1
 		}
 		return r
@@ -270,5 +271,3 @@ func optional(v *string, max int) string {
 	}
 	return s
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
