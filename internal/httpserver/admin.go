@@ -202,14 +202,7 @@ func (s *Server) handleAdminCredentials(w http.ResponseWriter, r *http.Request) 
 	case errors.As(err, &proofErr):
 		s.log.InfoContext(ctx, "operator's credentials refused by the platform", "request_id", RequestID(ctx), "tenant_id", tid, "operator", os.Email, "err", proofErr.Err)
 		_ = s.store.AuditOperator(ctx, tid, "operator "+os.Email, "credentials.refused", map[string]any{"reason": proofErr.Message})
-		problems := map[string]string{}
-		if proofErr.Field != "" {
-			problems[proofErr.Field] = "was refused by the platform"
-		}
-		status := http.StatusBadRequest
-		if proofErr.Field == "" {
-			status = http.StatusFailedDependency
-		}
+		status, problems := proofAnswer(proofErr)
 		s.renderAdminTenant(w, r, status, "Nothing was stored: "+proofErr.Message+".", problems)
 	case err != nil:
 		s.log.ErrorContext(ctx, "operator's credentials not stored", "request_id", RequestID(ctx), "tenant_id", tid, "err", err)

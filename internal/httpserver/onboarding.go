@@ -186,14 +186,7 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &proofErr):
 		s.log.InfoContext(ctx, "activation refused by the platform", "request_id", reqID, "tenant_id", c.TenantID, "field", proofErr.Field, "err", proofErr.Err)
-		status := http.StatusBadRequest
-		if proofErr.Field == "" {
-			status = http.StatusFailedDependency // the platform could not check them
-		}
-		var problems map[string]string
-		if proofErr.Field != "" {
-			problems = map[string]string{proofErr.Field: "was refused by the platform"}
-		}
+		status, problems := proofAnswer(proofErr)
 		again(status, problems, "Nothing was stored: "+proofErr.Message+".")
 		return
 	case errors.Is(err, store.ErrEndedByOperator):
@@ -208,6 +201,16 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.InfoContext(ctx, "school activated by hand", "request_id", reqID, "tenant_id", c.TenantID, "state", res.State, "credentials_version", res.Version)
 	s.render(w, r, http.StatusOK, page{Page: "activated", Title: "The app is activated", State: res.State, Values: map[string]string{onboard.FieldTenantID: c.TenantID}})
+}
+
+// proofAnswer is the status and the per-field problems of a form whose credentials the platform
+// refused: 400 with the refused field marked where the platform's answer tells, 424 when the
+// platform could not check them at all.
+func proofAnswer(e *onboard.ProofError) (int, map[string]string) {
+	if e.Field == "" {
+		return http.StatusFailedDependency, map[string]string{}
+	}
+	return http.StatusBadRequest, map[string]string{e.Field: "was refused by the platform"}
 }
 
 // activateLimited counts the attempt against both limits and returns how long to wait when one

@@ -28,17 +28,23 @@ type webhookAnswer struct {
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	reqID := RequestID(ctx)
-	if r.ContentLength > webhook.MaxBody {
+	// A declared length over the limit is refused without reading; an undeclared one when the
+	// reading passes it.
+	var (
+		body    []byte
+		err     error
+		tooBig  = r.ContentLength > webhook.MaxBody
+		overMax *http.MaxBytesError
+	)
+	if !tooBig {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, webhook.MaxBody))
+		tooBig = errors.As(err, &overMax)
+	}
+	if tooBig {
 		s.webhookDone(w, r, http.StatusRequestEntityTooLarge, "", "too_large", webhookAnswer{Status: "too_large", Message: "the body is over 64 KiB"})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhook.MaxBody))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.webhookDone(w, r, http.StatusRequestEntityTooLarge, "", "too_large", webhookAnswer{Status: "too_large", Message: "the body is over 64 KiB"})
-			return
-		}
 		s.webhookDone(w, r, http.StatusBadRequest, "", "unreadable", webhookAnswer{Status: "bad_request", Message: "the body could not be read"})
 		return
 	}
