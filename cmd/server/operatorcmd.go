@@ -15,16 +15,22 @@ import (
 	"github.com/untis-partner/server/internal/store"
 )
 
+const operatorUsage = "usage: server operator add EMAIL   (the password is read from stdin)\n       server operator unlock EMAIL"
+
 // operatorCmd is `server operator add EMAIL`: create a console account, or reset its password.
 // The password is read from the first line of stdin, never from argv (other users of the machine
-// can read a process's arguments).
+// can read a process's arguments). `server operator unlock EMAIL` lifts the account's sign-in
+// limits on every network.
 func operatorCmd(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) != 2 || args[0] != "add" {
-		return errors.New("usage: server operator add EMAIL   (the password is read from stdin)")
+	if len(args) != 2 || (args[0] != "add" && args[0] != "unlock") {
+		return errors.New(operatorUsage)
 	}
 	email := operator.NormalizeEmail(args[1])
 	if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
-		return fmt.Errorf("operator add: %q is not an e-mail address", args[1])
+		return fmt.Errorf("operator %s: %q is not an e-mail address", args[0], args[1])
+	}
+	if args[0] == "unlock" {
+		return operatorUnlock(ctx, getenv, email, stdout)
 	}
 	if stdin == nil {
 		return errors.New("operator add: the password is read from stdin")
@@ -61,6 +67,35 @@ func operatorCmd(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintf(stdout, "operator %s added; sign in at PUBLIC_URL/admin\n", email)
 	} else {
 		fmt.Fprintf(stdout, "operator %s: password reset; their console sessions ended\n", email)
+	}
+	return nil
+}
+
+// operatorUnlock empties the console's sign-in limit of one account on every network: for an
+// operator held back after failed attempts (their own, or someone else's from their network)
+// who must get in before it decays.
+func operatorUnlock(ctx context.Context, getenv func(string) string, email string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv, config.EnvDatabaseURL)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, nil, store.Options{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := st.UnlockOperator(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("operator unlock: there is no operator %s (server operator add creates one)", email)
+	}
+	if err != nil {
+		return err
+	}
+	switch n {
+	case 0:
+		fmt.Fprintf(stdout, "operator %s: no sign-in limit was holding the account back\n", email)
+	default:
+		fmt.Fprintf(stdout, "operator %s unlocked: failed sign-ins from %d network(s) no longer count\n", email, n)
 	}
 	return nil
 }

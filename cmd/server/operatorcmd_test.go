@@ -59,6 +59,26 @@ func TestOperatorAdd(t *testing.T) {
 		return n
 	}
 
+	// holdBack makes the console's sign-in limit hold an account back on a network, as failed
+	// attempts from there do; heldBack says whether it does.
+	holdBack := func(t *testing.T, email, network string) {
+		t.Helper()
+		for range operator.AccountLimit.Burst {
+			if _, err := st.Attempt(ctx, operator.AccountLimit, email, network, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// (heldBack is an attempt itself, and counts as one.)
+	heldBack := func(t *testing.T, email, network string) bool {
+		t.Helper()
+		wait, err := st.Attempt(ctx, operator.AccountLimit, email, network, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wait > 0
+	}
+
 	const email = "ops@partner.example"
 	const first, second = "first long password 1", "Second-Long-Password-2"
 
@@ -95,9 +115,7 @@ func TestOperatorAdd(t *testing.T) {
 			OperatorID: op.ID, CSRFToken: []byte("csrf"), LastSeenAt: now, IdleExpiresAt: now.Add(time.Hour), ExpiresAt: now.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Pool().Exec(ctx, `UPDATE operators SET failed_attempts = 7, locked_until = now() + interval '1 hour' WHERE id = $1`, op.ID); err != nil {
-			t.Fatal(err)
-		}
+		holdBack(t, email, "192.0.2.1")
 		// A Windows line ending is not part of the password.
 		out, err := operatorAdd(t, []string{"add", email}, strings.NewReader(second+"\r\nignored second line\n"), env, first, second)
 		if err != nil || !strings.Contains(out, "password reset") || !strings.Contains(out, "sessions ended") {
@@ -113,12 +131,62 @@ func TestOperatorAdd(t *testing.T) {
 		if _, err := st.OperatorSessionByID(ctx, store.HashID("console-session-of-"+email), now); err == nil {
 			t.Error("the operator's console session survived the reset")
 		}
-		after, _ := st.OperatorByEmail(ctx, email)
-		if after.FailedAttempts != 0 || after.LockedUntil != nil {
-			t.Errorf("the reset kept the lock: %d failures, locked until %v", after.FailedAttempts, after.LockedUntil)
+		if heldBack(t, email, "192.0.2.1") {
+			t.Error("the reset kept the account's sign-in limit")
 		}
 		if operators(t) != 1 {
 			t.Errorf("%d operators", operators(t))
+		}
+	})
+
+	t.Run("unlock", func(t *testing.T) {
+		const other = "other@partner.example"
+		if _, err := operatorAdd(t, []string{"add", other}, strings.NewReader(second+"\n"), env, second); err != nil {
+			t.Fatal(err)
+		}
+		// Failed sign-ins from two networks hold the account back, and another account too.
+		holdBack(t, email, "192.0.2.1")
+		holdBack(t, email, "2001:db8:1:2::/64")
+		holdBack(t, other, "192.0.2.1")
+		hash := hashOf(t, email)
+		out, err := operatorAdd(t, []string{"unlock", " OPS@partner.example"}, nil, env)
+		if err != nil || !strings.Contains(out, "operator "+email+" unlocked") || !strings.Contains(out, "2 network(s)") {
+			t.Fatalf("unlock: %v\n%s", err, out)
+		}
+		for _, network := range []string{"192.0.2.1", "2001:db8:1:2::/64"} {
+			if heldBack(t, email, network) {
+				t.Errorf("after the unlock, %s still holds the account back", network)
+			}
+		}
+		if !heldBack(t, other, "192.0.2.1") {
+			t.Error("unlocking one operator unlocked another")
+		}
+		// The password and the console sessions stay; the audit trail says who did it.
+		if hashOf(t, email) != hash {
+			t.Error("unlock changed the password")
+		}
+		trail, err := st.AuditTrail(ctx, "", 1)
+		if err != nil || len(trail) != 1 || trail[0].Action != "operator.unlocked" || trail[0].Actor != "cli" || trail[0].Detail["operator"] != email {
+			t.Errorf("audit %+v, %v", trail, err)
+		}
+		// Nothing to unlock is said so; an unknown operator and a bad address are errors.
+		if _, err := st.ClearAttempts(ctx, operator.AccountLimit.Scope, email); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := operatorAdd(t, []string{"unlock", email}, nil, env); err != nil || !strings.Contains(out, "no sign-in limit") {
+			t.Errorf("unlock with nothing held: %v\n%s", err, out)
+		}
+		if out, err := operatorAdd(t, []string{"unlock", "nobody@partner.example"}, nil, env); err == nil || !strings.Contains(out, "no operator nobody@partner.example") {
+			t.Errorf("unlock of an unknown operator: %v\n%s", err, out)
+		}
+		if out, err := operatorAdd(t, []string{"unlock", "operator"}, nil, env); err == nil || !strings.Contains(out, "not an e-mail address") {
+			t.Errorf("unlock of a non-address: %v\n%s", err, out)
+		}
+		if out, err := operatorAdd(t, []string{"unlock", email}, nil, map[string]string{}); err == nil || !strings.Contains(out, "DATABASE_URL") {
+			t.Errorf("unlock without a database: %v\n%s", err, out)
+		}
+		if out, err := operatorAdd(t, []string{"unlock"}, nil, env); err == nil || !strings.Contains(out, "usage") {
+			t.Errorf("unlock without an address: %v\n%s", err, out)
 		}
 	})
 

@@ -39,6 +39,7 @@ commands:
   check-tenant ID       fetch a token with school ID's stored credentials and read it from OneRoster
   activate ID           prove school ID's credentials (JSON on stdin) with the platform, then store them
   operator add EMAIL    create a console operator, or reset their password (read from stdin)
+  operator unlock EMAIL lift the console's sign-in limits of an operator on every network
   healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
   version               print the build version
 
@@ -145,7 +146,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	wg.Go(func() {
 		platformClients.Listen(background, signIn.ChangeHandler())
 	})
-	wg.Go(func() { sessions.RunSweeper(background, 5*time.Minute) })
+	wg.Go(func() { sessions.RunSweeper(background, sweepInterval) })
 	defer func() {
 		stopBackground()
 		wg.Wait()
@@ -167,6 +168,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		PublicOrigin:    cfg.PublicURL.Scheme + "://" + cfg.PublicURL.Host,
 		HTTPS:           cfg.PublicURL.Scheme == "https",
 		Version:         version,
+		LaunchLimits:    httpserver.LaunchLimits{PerClient: cfg.LaunchLimitPerClient, PerSchool: cfg.LaunchLimitPerSchool},
 	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -194,6 +196,10 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	log.Info("stopped")
 	return nil
 }
+
+// sweepInterval is how often expired sign-in flows and sessions are deleted: a flow row lives at
+// most its 10 minutes and this much more (the delete is one indexed range scan).
+const sweepInterval = 30 * time.Second
 
 func migrateUp(ctx context.Context, databaseURL string) error {
 	m, err := store.NewMigrator(ctx, databaseURL)

@@ -262,7 +262,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	if err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(env), nil, &migrateOut, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(migrateOut.String(), "schema version: 3") {
+	if !strings.Contains(migrateOut.String(), "schema version: 4") {
 		t.Errorf("after serve, migrate version says %q", migrateOut.String())
 	}
 
@@ -557,14 +557,14 @@ func TestMigrateCommands(t *testing.T) {
 	}{
 		{args: []string{"migrate", "version"}, wantOut: "schema version: none", tables: absent},
 		{args: []string{"migrate", "down", "1"}, wantErr: "only 0 migration(s) are applied", tables: absent},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 3\n"},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n"}, // no change is no error
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n", tables: present},
+		{args: []string{"migrate", "version"}, wantOut: "schema version: 4\n"},
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n"}, // no change is no error
 		// More steps than applied: refused before anything is rolled back.
-		{args: []string{"migrate", "down", "5"}, wantErr: "only 3 migration(s) are applied", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "down", "1"}, wantOut: "schema version: 2\n", tables: present},
-		{args: []string{"migrate", "down", "2"}, wantOut: "schema version: none", tables: absent},
+		{args: []string{"migrate", "down", "5"}, wantErr: "only 4 migration(s) are applied", tables: present},
+		{args: []string{"migrate", "version"}, wantOut: "schema version: 4\n", tables: present},
+		{args: []string{"migrate", "down", "1"}, wantOut: "schema version: 3\n", tables: present},
+		{args: []string{"migrate", "down", "3"}, wantOut: "schema version: none", tables: absent},
 		{args: []string{"migrate", "down", "x"}, wantErr: "positive number"},
 		{args: []string{"migrate", "down", "0"}, wantErr: "positive number"},
 		{args: []string{"migrate", "down", "-1"}, wantErr: "positive number"},
@@ -572,18 +572,18 @@ func TestMigrateCommands(t *testing.T) {
 		{args: []string{"migrate", "bogus"}, wantErr: "usage"},
 		{args: []string{"migrate", "up", "extra"}, wantErr: "usage"},
 		{args: []string{"migrate"}, wantErr: "usage"},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n", tables: present},
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n", tables: present},
 		// A migration that failed half-way: the version says so, up refuses and names the way out.
 		{sql: `UPDATE schema_migrations SET dirty = true`, args: []string{"migrate", "version"}, wantOut: "migrate force"},
-		{args: []string{"migrate", "up"}, wantErr: "migrate force 3"},
+		{args: []string{"migrate", "up"}, wantErr: "migrate force 4"},
 		{args: []string{"migrate", "force", "x"}, wantErr: "must be a migration number"},
 		{args: []string{"migrate", "force", "-1"}, wantErr: "must be a migration number"},
 		{args: []string{"migrate", "force", "99"}, wantErr: "there is no migration 99"},
 		{args: []string{"migrate", "force"}, wantErr: "usage"},
 		{args: []string{"migrate", "force", "1", "2"}, wantErr: "usage"},
-		{args: []string{"migrate", "force", "3"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 3\n"},
+		{args: []string{"migrate", "force", "4"}, wantOut: "schema version: 4\n", tables: present},
+		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n", tables: present},
+		{args: []string{"migrate", "version"}, wantOut: "schema version: 4\n"},
 	}
 	for _, s := range steps {
 		if s.sql != "" {
@@ -627,7 +627,7 @@ func TestMigrateCommands(t *testing.T) {
 	var stdout bytes.Buffer
 	if err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(map[string]string{"DATABASE_URL": keyword}), nil, &stdout, io.Discard); err != nil {
 		t.Errorf("migrate version with a keyword DATABASE_URL: %v", err)
-	} else if !strings.Contains(stdout.String(), "schema version: 3") {
+	} else if !strings.Contains(stdout.String(), "schema version: 4") {
 		t.Errorf("migrate version with a keyword DATABASE_URL printed %q", stdout.String())
 	}
 

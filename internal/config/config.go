@@ -49,6 +49,8 @@ const (
 	EnvDatabaseMaxConns   = "DATABASE_MAX_CONNS"
 	EnvSessionIdleTimeout = "SESSION_IDLE_TIMEOUT"
 	EnvSessionMaxAge      = "SESSION_MAX_AGE"
+	EnvLaunchLimitClient  = "LAUNCH_LIMIT_PER_CLIENT"
+	EnvLaunchLimitSchool  = "LAUNCH_LIMIT_PER_SCHOOL"
 )
 
 // Config is the validated configuration.
@@ -81,6 +83,11 @@ type Config struct {
 	DatabaseMaxConns   int32
 	SessionIdleTimeout time.Duration
 	SessionMaxAge      time.Duration
+	// LaunchLimitPerClient and LaunchLimitPerSchool bound the sign-ins /launch starts (each
+	// stores a flow row) per minute, per client network and per school, on each replica: a burst
+	// of that many, refilled evenly over a minute. 0 turns a limit off.
+	LaunchLimitPerClient int
+	LaunchLimitPerSchool int
 
 	raw map[string]string // as given, for Describe
 }
@@ -250,6 +257,11 @@ var options = []option{
 		c.DatabaseMaxConns = int32(n)
 		return nil
 	}},
+	// The defaults let a whole school of 1,500 users behind one NAT address launch at the same
+	// moment (per client), and every user of such a school launch twice within a minute from
+	// anywhere (per school); README.md "Configuration" says why.
+	{name: EnvLaunchLimitClient, def: "1500", apply: limitOption(func(c *Config) *int { return &c.LaunchLimitPerClient })},
+	{name: EnvLaunchLimitSchool, def: "3000", apply: limitOption(func(c *Config) *int { return &c.LaunchLimitPerSchool })},
 }
 
 // Load reads every option through getenv (os.Getenv in production, a map in tests). Values that
@@ -509,6 +521,18 @@ func durationOption(field func(*Config) *time.Duration) func(*Config, string) er
 			return errors.New("must be a positive duration such as 30s, 15m or 2h")
 		}
 		*field(c) = d
+		return nil
+	}
+}
+
+// limitOption reads a rate limit: a whole number of requests, 0 for no limit.
+func limitOption(field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 10_000_000 {
+			return errors.New("must be a whole number of requests per minute (0 turns the limit off)")
+		}
+		*field(c) = n
 		return nil
 	}
 }

@@ -178,6 +178,8 @@ func TestDefaults(t *testing.T) {
 		{"Keyring", c.Keyring == nil, true},
 		{"SetupFieldsFile", c.SetupFieldsFile, ""},
 		{"ShutdownDelay", c.ShutdownDelay, 5 * time.Second},
+		{"LaunchLimitPerClient", c.LaunchLimitPerClient, 1500},
+		{"LaunchLimitPerSchool", c.LaunchLimitPerSchool, 3000},
 		// The default pattern, then the UNTIS_API_URL origin.
 		{"PlatformOrigins", strings.Join(c.PlatformOrigins, " "), "https://*.webuntis.com https://api.webuntis.com"},
 	}
@@ -216,6 +218,8 @@ func TestNonDefaults(t *testing.T) {
 		config.EnvDatabaseMaxConns, "7",
 		config.EnvSessionIdleTimeout, "10m",
 		config.EnvSessionMaxAge, "10m",
+		config.EnvLaunchLimitClient, "0",
+		config.EnvLaunchLimitSchool, "25000",
 	)
 	c, err := config.Load(getenv(env))
 	if err != nil {
@@ -243,6 +247,8 @@ func TestNonDefaults(t *testing.T) {
 		{"DatabaseMaxConns", c.DatabaseMaxConns, int32(7)},
 		{"SessionIdleTimeout", c.SessionIdleTimeout, 10 * time.Minute},
 		{"SessionMaxAge", c.SessionMaxAge, 10 * time.Minute},
+		{"LaunchLimitPerClient", c.LaunchLimitPerClient, 0},
+		{"LaunchLimitPerSchool", c.LaunchLimitPerSchool, 25000},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -408,6 +414,9 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"DATABASE_MAX_CONNS 1", with(base, config.EnvDatabaseMaxConns, "1"), config.EnvDatabaseMaxConns},
 		{"DATABASE_MAX_CONNS 1001", with(base, config.EnvDatabaseMaxConns, "1001"), config.EnvDatabaseMaxConns},
 		{"DATABASE_MAX_CONNS fraction", with(base, config.EnvDatabaseMaxConns, "2.5"), config.EnvDatabaseMaxConns},
+		{"LAUNCH_LIMIT_PER_CLIENT negative", with(base, config.EnvLaunchLimitClient, "-1"), config.EnvLaunchLimitClient},
+		{"LAUNCH_LIMIT_PER_CLIENT words", with(base, config.EnvLaunchLimitClient, "lots"), config.EnvLaunchLimitClient},
+		{"LAUNCH_LIMIT_PER_SCHOOL rate", with(base, config.EnvLaunchLimitSchool, "50/s"), config.EnvLaunchLimitSchool},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

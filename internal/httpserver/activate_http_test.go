@@ -2,7 +2,9 @@ package httpserver_test
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,7 +119,8 @@ func TestActivatePage(t *testing.T) {
 			want              string
 			secrets           []string
 		}{
-			{"wrong password", tid, clientID, sec, "Wrong-Password-6603", "refused the client id or the password",
+			// The client id is the one this app uses for school 6602 (the success above).
+			{"wrong password", tid, clientID, sec, "Wrong-Password-6603", "refused the password",
 				[]string{sec, "Wrong-Password-6603"}},
 			{"swapped", tid, clientID, pw, sec, "swapped", []string{sec, pw}},
 			{"unknown tenant", "6699", clientID, sec, pw, "does not know this tenant id", []string{sec, pw}},
@@ -155,7 +158,7 @@ func TestActivatePage(t *testing.T) {
 		if strings.Contains(got.body, "only-a-secret-value") {
 			t.Error("the page shows the secret it was sent")
 		}
-		got = b.formPost(activateURL, activateValues(activateForm(t, b), "../6604", "c", "s\x00", "p"), nil)
+		got = b.formPost(activateURL, activateValues(activateForm(t, b), "../6604", "c", "s\x01", "p"), nil)
 		if got.status != http.StatusBadRequest || !strings.Contains(got.body, "must be the school&#39;s tenant id") ||
 			!strings.Contains(got.body, "not allowed") {
 			t.Errorf("malformed fields = %d\n%s", got.status, got.body)
@@ -218,70 +221,117 @@ func TestActivatePage(t *testing.T) {
 	})
 }
 
-// activateLimits is the outcome of a run of the rate-limit scenario.
-type activateLimits struct {
-	statuses   []int
-	retryAfter []string
+// activateFrom posts the activation form from b as the client ip (X-Forwarded-For from the
+// trusted test proxy) and returns the answer.
+func activateFrom(t *testing.T, b *browser, ip string, form url.Values) answer {
+	t.Helper()
+	return b.formPost(b.e.app.srv.URL+"/activate", form, http.Header{"X-Forwarded-For": {ip}})
 }
 
 func TestActivateRateLimits(t *testing.T) {
 	t.Parallel()
-	const window = 10 * time.Minute // activateWindow: fixed windows of wall-clock time
-	// The limits count in fixed windows: a run that straddles a window's end starts counting
-	// again halfway. Such a run is repeated once, with a fresh database.
-	var res activateLimits
-	for attempt := 0; ; attempt++ {
-		start := time.Now().Truncate(window)
-		res = runActivateLimits(t)
-		if time.Now().Truncate(window).Equal(start) {
-			break
-		}
-		if attempt == 1 {
-			t.Fatal("two runs straddled a window's end")
-		}
-	}
-	// Attempts 1-5 for school X are refused by the platform (wrong password); the 6th is over the
-	// per-school limit. Attempts 7-10, for other schools, are under both limits; the 11th is over
-	// the per-address limit (10).
-	want := []int{400, 400, 400, 400, 400, 429, 400, 400, 400, 400, 429}
-	for i, s := range res.statuses {
-		if i >= len(want) || s != want[i] {
-			t.Errorf("attempt statuses %v, want %v", res.statuses, want)
-			break
-		}
-		if s == http.StatusTooManyRequests {
-			if n, err := strconv.Atoi(res.retryAfter[i]); err != nil || n < 1 || n > int(window.Seconds())+1 {
-				t.Errorf("attempt %d: Retry-After %q", i+1, res.retryAfter[i])
-			}
-		}
-	}
-}
-
-func runActivateLimits(t *testing.T) activateLimits {
-	e := newSigninEnv(t, signinOptions{})
+	e := newSigninEnv(t, signinOptions{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	x := e.obAddSchool("6701")
 	clientID, sec, pw, _ := e.sim.Credentials(x)
 	b := e.browser()
 	token := activateForm(t, b)
-	var res activateLimits
-	post := func(tid, password string) {
-		got := b.formPost(e.app.srv.URL+"/activate", activateValues(token, tid, clientID, sec, password), nil)
-		res.statuses = append(res.statuses, got.status)
-		res.retryAfter = append(res.retryAfter, got.header.Get("Retry-After"))
+	const attacker, admin = "203.0.113.9", "2001:db8:5:6::10"
+	var statuses []int
+	var retryAfter []string
+	post := func(ip, tid, password string) answer {
+		got := activateFrom(t, b, ip, activateValues(token, tid, clientID, sec, password))
+		statuses = append(statuses, got.status)
+		retryAfter = append(retryAfter, got.header.Get("Retry-After"))
 		if strings.Contains(got.body, sec) || strings.Contains(got.body, pw) {
 			t.Error("a page shows a credential")
 		}
+		return got
 	}
+	// Attempts 1-5 for school X are refused by the platform (wrong password); the 6th is over the
+	// limit of that school from that network. Attempts 7-10, for other schools, are under both
+	// limits; the 11th is over the limit of the network (10).
 	for range 6 {
-		post(x, "wrong-password")
+		post(attacker, x, "wrong-password")
 	}
 	for i := range 5 {
-		post(e.obAddSchool("670"+strconv.Itoa(2+i)), "wrong-password")
+		post(attacker, e.obAddSchool("670"+strconv.Itoa(2+i)), "wrong-password")
 	}
-	// The 6th attempt for school X was refused before the platform was asked; the right
-	// credentials are refused too while the limits hold, and nothing is stored.
+	want := []int{400, 400, 400, 400, 400, 429, 400, 400, 400, 400, 429}
+	if !slices.Equal(statuses, want) {
+		t.Fatalf("attempt statuses %v, want %v", statuses, want)
+	}
+	for _, i := range []int{5, 10} {
+		if n, err := strconv.Atoi(retryAfter[i]); err != nil || n < 1 || n > 2*60+1 {
+			t.Errorf("attempt %d: Retry-After %q", i+1, retryAfter[i])
+		}
+	}
 	if e.obVersions(x) != 0 {
 		t.Error("something was stored")
 	}
-	return res
+	// The school's own administrator, from another network, is not held back: the attempts of
+	// one client use up no one else's. (Before, five requests from anywhere blocked a school's
+	// activation for everyone for ten minutes.)
+	nb := e.browser()
+	if got := activateFrom(t, nb, admin, activateValues(activateForm(t, nb), x, clientID, sec, pw)); got.status != http.StatusOK ||
+		!strings.Contains(got.body, "The app is activated") {
+		t.Fatalf("the right credentials from another network = %d\n%s", got.status, got.body)
+	}
+	if e.obVersions(x) != 1 {
+		t.Error("the activation was not stored")
+	}
+	// The limits decay: after the wait it was told, the attacker's network may try again, once.
+	wait, _ := strconv.Atoi(retryAfter[5])
+	e.sim.Advance(time.Duration(wait) * time.Second)
+	if got := post(attacker, x, "wrong-password"); got.status != http.StatusBadRequest {
+		t.Errorf("after the wait: %d", got.status)
+	}
+	if got := post(attacker, x, "wrong-password"); got.status != http.StatusTooManyRequests ||
+		!strings.Contains(got.body, "Too many attempts from your network") {
+		t.Errorf("right after: %d", got.status)
+	}
+}
+
+// A wrong password must be named as such, with who can fix it, and not mark the client id,
+// which is right (issue 12: the form marked the client id as refused).
+func TestActivateWrongPasswordNamesThePassword(t *testing.T) {
+	t.Parallel()
+	e := newSigninEnv(t, signinOptions{})
+	b := e.browser()
+	fresh := e.obAddSchool("6801")
+	clientID, sec, _, _ := e.sim.Credentials(fresh)
+	marked := func(page, field string) bool {
+		i := strings.Index(page, `name="`+field+`"`)
+		j := strings.LastIndex(page[:max(i, 0)], `<div class="field`)
+		return i >= 0 && j >= 0 && strings.HasPrefix(page[j:], `<div class="field has-problem"`)
+	}
+
+	// No school uses a client id yet: the platform's invalid_client does not say which part it
+	// refused, so the page says so, marks both, and says who can fix them.
+	got := b.formPost(e.app.srv.URL+"/activate", activateValues(activateForm(t, b), fresh, clientID, sec, "Wrong-Password-1"), nil)
+	if got.status != http.StatusBadRequest || !strings.Contains(got.body, "refused the client id or the password") ||
+		!strings.Contains(got.body, "does not say which") || !strings.Contains(got.body, "WebUntis administrator of your school") ||
+		!marked(got.body, "clientId") || !marked(got.body, "password") || marked(got.body, "secret") {
+		t.Errorf("a wrong password, no client id known = %d\n%s", got.status, got.body)
+	}
+
+	// Another school is active with the same client id (one platform application, one client id):
+	// the client id is right, and the password is what was refused.
+	e.obActivate("6802")
+	got = b.formPost(e.app.srv.URL+"/activate", activateValues(activateForm(t, b), fresh, clientID, sec, "Wrong-Password-2"), nil)
+	if got.status != http.StatusBadRequest || !strings.Contains(got.body, "refused the password for this school") ||
+		!strings.Contains(got.body, "the client id is right") || !strings.Contains(got.body, "WebUntis administrator of your school") ||
+		!marked(got.body, "password") || marked(got.body, "clientId") || marked(got.body, "secret") {
+		t.Errorf("a wrong password, client id in use = %d\n%s", got.status, got.body)
+	}
+	if !strings.Contains(got.body, `value="`+clientID+`"`) {
+		t.Error("the client id is not kept in the form")
+	}
+	// A wrong client id is still not taken for a wrong password.
+	got = b.formPost(e.app.srv.URL+"/activate", activateValues(activateForm(t, b), fresh, "another-app", sec, "Wrong-Password-3"), nil)
+	if got.status != http.StatusBadRequest || !strings.Contains(got.body, "refused the client id or the password") || !marked(got.body, "clientId") {
+		t.Errorf("a wrong client id = %d\n%s", got.status, got.body)
+	}
+	if e.obVersions(fresh) != 0 {
+		t.Error("a refused activation stored something")
+	}
 }

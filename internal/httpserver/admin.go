@@ -78,22 +78,26 @@ func (s *Server) handleAdminLoginPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	os, err := s.operators.SignIn(ctx, w, email, r.PostForm.Get("password"), limitKey(ClientIP(ctx)))
-	var (
-		locked  *operator.LockedError
-		limited *operator.RateLimitedError
-	)
+	var limited *operator.RateLimitedError
 	switch {
 	case err == nil:
 		s.log.InfoContext(ctx, "operator signed in", "request_id", RequestID(ctx), "operator", os.Email)
 		http.Redirect(w, r, "/admin", http.StatusSeeOther)
-	case errors.Is(err, operator.ErrBadCredentials), errors.As(err, &locked):
-		// One message for both: the page does not tell which accounts exist or are locked.
+	case errors.Is(err, operator.ErrBadCredentials):
+		// One message for both: the page does not tell which accounts exist.
 		s.log.WarnContext(ctx, "operator sign-in refused", "request_id", RequestID(ctx), "client_ip", ClientIP(ctx), "reason", err.Error())
-		again(http.StatusUnauthorized, "Wrong e-mail address or password, or the account is locked for a while after too many failed attempts.")
+		again(http.StatusUnauthorized, "Wrong e-mail address or password.")
 	case errors.As(err, &limited):
-		s.log.WarnContext(ctx, "operator sign-in rate-limited", "request_id", RequestID(ctx), "client_ip", ClientIP(ctx))
-		w.Header().Set("Retry-After", strconv.Itoa(int(limited.RetryAfter.Seconds())+1))
-		again(http.StatusTooManyRequests, "Too many sign-in attempts from your address. Please wait a few minutes.")
+		s.log.WarnContext(ctx, "operator sign-in rate-limited", "request_id", RequestID(ctx), "client_ip", ClientIP(ctx), "reason", err.Error())
+		w.Header().Set("Retry-After", strconv.Itoa(int(limited.RetryAfter.Seconds())))
+		if limited.Account {
+			// Counted for addresses without an account too: this says nothing about which exist.
+			again(http.StatusTooManyRequests, "Too many failed sign-ins to this account from your network. Please wait "+
+				waitWords(limited.RetryAfter)+" and try again; sign-ins from other networks are not affected. "+
+				"Someone with access to the server can lift this at once with: server operator unlock "+operator.NormalizeEmail(email))
+			return
+		}
+		again(http.StatusTooManyRequests, "Too many sign-in attempts from your network. Please wait "+waitWords(limited.RetryAfter)+" and try again.")
 	default:
 		s.storeTrouble(w, r, err, false)
 	}

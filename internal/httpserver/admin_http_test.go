@@ -2,6 +2,7 @@ package httpserver_test
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,12 +30,23 @@ func (e *signinEnv) addOperator(email, password string) {
 // form token yet).
 func consoleLogin(t *testing.T, b *browser, email, password string) answer {
 	t.Helper()
+	return consoleLoginFrom(t, b, "", email, password)
+}
+
+// consoleLoginFrom is consoleLogin from the client address ip, as a trusted proxy in front of the
+// server says (X-Forwarded-For; the test server must trust 127.0.0.1). "" is the direct peer.
+func consoleLoginFrom(t *testing.T, b *browser, ip, email, password string) answer {
+	t.Helper()
 	page := b.get(b.e.app.srv.URL + "/admin/login")
 	if page.status != http.StatusOK {
 		t.Fatalf("GET /admin/login = %d", page.status)
 	}
+	var h http.Header
+	if ip != "" {
+		h = http.Header{"X-Forwarded-For": {ip}}
+	}
 	return b.formPost(b.e.app.srv.URL+"/admin/login",
-		url.Values{"csrf": {obCSRF(t, page.body)}, "email": {email}, "password": {password}}, nil)
+		url.Values{"csrf": {obCSRF(t, page.body)}, "email": {email}, "password": {password}}, h)
 }
 
 // consoleBrowser signs an operator in with a new browser and returns it with the CSRF token of
@@ -52,12 +64,13 @@ func (e *signinEnv) consoleBrowser(t *testing.T, email, password string) (*brows
 	return b, obCSRF(t, page.body)
 }
 
-const genericSignInRefusal = "Wrong e-mail address or password, or the account is locked for a while after too many failed attempts."
+const genericSignInRefusal = "Wrong e-mail address or password."
 
 func TestConsoleSignIn(t *testing.T) {
 	t.Parallel()
-	// The server's clock is the simulator's: advancing it ends the lock.
-	e := newSigninEnv(t, signinOptions{})
+	// The server's clock is the simulator's: advancing it lets the limits decay. The server
+	// trusts the test as its proxy, so X-Forwarded-For names the client.
+	e := newSigninEnv(t, signinOptions{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	const email, pw = "ops@partner.example", "correct horse battery staple"
 	e.addOperator(email, pw)
 	loginURL := e.app.srv.URL + "/admin/login"
@@ -127,64 +140,99 @@ func TestConsoleSignIn(t *testing.T) {
 		}
 	})
 
-	t.Run("lockout", func(t *testing.T) {
+	t.Run("held back per account and network, never locked out", func(t *testing.T) {
 		const email2, pw2 = "locked@partner.example", "another long password"
 		e.addOperator(email2, pw2)
 		b := e.browser()
+		const attacker = "203.0.113.66"
 		for i := range 5 {
-			if got := consoleLogin(t, b, email2, "guess "+strconv.Itoa(i)); got.status != http.StatusUnauthorized {
+			if got := consoleLoginFrom(t, b, attacker, email2, "guess "+strconv.Itoa(i)); got.status != http.StatusUnauthorized {
 				t.Fatalf("guess %d = %d", i+1, got.status)
 			}
 		}
-		got := consoleLogin(t, b, email2, pw2)
-		if got.status != http.StatusUnauthorized || !strings.Contains(got.body, genericSignInRefusal) {
-			t.Fatalf("the right password on a locked account = %d\n%s", got.status, got.body)
+		// The attacker's network is held back for this account, even with the right password.
+		got := consoleLoginFrom(t, b, attacker, email2, pw2)
+		wait, _ := strconv.Atoi(got.header.Get("Retry-After"))
+		if got.status != http.StatusTooManyRequests || !strings.Contains(got.body, "Too many failed sign-ins to this account from your network") ||
+			!strings.Contains(got.body, "server operator unlock") || wait < 60 || wait > 15*60 {
+			t.Fatalf("the right password from the guessing network = %d (Retry-After %q)\n%s", got.status, got.header.Get("Retry-After"), got.body)
 		}
 		if n := e.obCount(`SELECT count(*) FROM operator_sessions s JOIN operators o ON o.id = s.operator_id WHERE o.email = $1`, email2); n != 0 {
-			t.Errorf("%d sessions for a locked account", n)
+			t.Errorf("%d sessions for a held-back sign-in", n)
 		}
-		e.sim.Advance(61 * time.Second)
-		if got := consoleLogin(t, b, email2, pw2); got.status != http.StatusSeeOther {
-			t.Errorf("after the lock: %d\n%s", got.status, got.body)
+		// An address without an account is held back the same way: the answer tells nothing
+		// about which accounts exist.
+		for i := range 5 {
+			consoleLoginFrom(t, b, attacker, "nobody@partner.example", "guess "+strconv.Itoa(i))
+		}
+		if got := consoleLoginFrom(t, b, attacker, "nobody@partner.example", pw2); got.status != http.StatusTooManyRequests ||
+			!strings.Contains(got.body, "Too many failed sign-ins to this account from your network") {
+			t.Errorf("an unknown address after 5 failures = %d", got.status)
+		}
+		// The operator, from anywhere else (the office, an IPv6 network), signs in at once: the
+		// guesses locked no one else out. (Before, five guesses an hour from one client kept the
+		// console closed to the right password from everywhere.)
+		for _, ip := range []string{"198.51.100.20", "2001:db8:42:1::7"} {
+			if got := consoleLoginFrom(t, e.browser(), ip, email2, pw2); got.status != http.StatusSeeOther {
+				t.Errorf("the right password from %s = %d\n%s", ip, got.status, got.body)
+			}
+		}
+		// The count decays: after the wait, one more attempt from the guessing network is
+		// checked, and the right password gets in.
+		e.sim.Advance(time.Duration(wait) * time.Second)
+		if got := consoleLoginFrom(t, b, attacker, email2, pw2); got.status != http.StatusSeeOther {
+			t.Errorf("after the wait: %d\n%s", got.status, got.body)
+		}
+		// A success empties that network's count for the account.
+		b = e.browser()
+		for i := range 4 {
+			if got := consoleLoginFrom(t, b, attacker, email2, "guess again "+strconv.Itoa(i)); got.status != http.StatusUnauthorized {
+				t.Errorf("guess %d after a success = %d", i+1, got.status)
+			}
 		}
 	})
 }
 
-func TestConsoleSignInRateLimit(t *testing.T) {
+func TestConsoleSignInRateLimitPerNetwork(t *testing.T) {
 	t.Parallel()
-	const window = 10 * time.Minute
-	for attempt := 0; ; attempt++ {
-		e := newSigninEnv(t, signinOptions{})
-		const email, pw = "ops@partner.example", "correct horse battery staple"
-		e.addOperator(email, pw)
-		start := e.sim.Now().Truncate(window)
-		b := e.browser()
-		var statuses []int
-		var last answer
-		for i := range 21 {
-			last = consoleLogin(t, b, "nobody"+strconv.Itoa(i)+"@partner.example", "whatever it is")
-			statuses = append(statuses, last.status)
+	e := newSigninEnv(t, signinOptions{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	const email, pw = "ops@partner.example", "correct horse battery staple"
+	e.addOperator(email, pw)
+	b := e.browser()
+	const network = "2001:db8:7:7::1"
+	var statuses []int
+	var last answer
+	// Other addresses of the same IPv6 /64 are the same network.
+	for i := range 21 {
+		last = consoleLoginFrom(t, b, "2001:db8:7:7::"+strconv.FormatInt(int64(i+1), 16), "nobody"+strconv.Itoa(i)+"@partner.example", "whatever it is")
+		statuses = append(statuses, last.status)
+	}
+	for i, s := range statuses[:20] {
+		if s != http.StatusUnauthorized {
+			t.Errorf("attempt %d = %d, want 401", i+1, s)
 		}
-		// Over the limit, even the right password is refused.
-		right := consoleLogin(t, b, email, pw)
-		if !e.sim.Now().Truncate(window).Equal(start) {
-			if attempt == 1 {
-				t.Fatal("two runs straddled a window's end")
-			}
-			continue
+	}
+	if last.status != http.StatusTooManyRequests || last.header.Get("Retry-After") == "" ||
+		!strings.Contains(last.body, "Too many sign-in attempts from your network") {
+		t.Errorf("attempt 21 = %d (Retry-After %q), want 429", last.status, last.header.Get("Retry-After"))
+	}
+	// Over the limit, even the right password is refused from that network...
+	if right := consoleLoginFrom(t, b, network, email, pw); right.status != http.StatusTooManyRequests {
+		t.Errorf("the right password over the limit = %d", right.status)
+	}
+	// ...and only from that network.
+	if other := consoleLoginFrom(t, e.browser(), "2001:db8:7:8::1", email, pw); other.status != http.StatusSeeOther {
+		t.Errorf("the right password from the next /64 = %d", other.status)
+	}
+	// The limit decays: a minute later, two more attempts (one every 30 s).
+	e.sim.Advance(time.Minute + time.Second)
+	for i := range 2 {
+		if got := consoleLoginFrom(t, b, network, "nobody@partner.example", "x"); got.status != http.StatusUnauthorized {
+			t.Errorf("attempt %d after a minute = %d", i+1, got.status)
 		}
-		for i, s := range statuses[:20] {
-			if s != http.StatusUnauthorized {
-				t.Errorf("attempt %d = %d, want 401", i+1, s)
-			}
-		}
-		if last.status != http.StatusTooManyRequests || last.header.Get("Retry-After") == "" {
-			t.Errorf("attempt 21 = %d (Retry-After %q), want 429", last.status, last.header.Get("Retry-After"))
-		}
-		if right.status != http.StatusTooManyRequests {
-			t.Errorf("the right password over the limit = %d", right.status)
-		}
-		return
+	}
+	if got := consoleLoginFrom(t, b, network, "nobody@partner.example", "x"); got.status != http.StatusTooManyRequests {
+		t.Errorf("third attempt after a minute = %d", got.status)
 	}
 }
 

@@ -22,6 +22,9 @@ func (s *Server) loadSession(r *http.Request) (*store.Session, error) {
 
 // storeTrouble answers a request whose session could not be checked because the store failed.
 func (s *Server) storeTrouble(w http.ResponseWriter, r *http.Request, err error, asJSON bool) {
+	if s.invalidTextAnswered(w, r, err, asJSON) {
+		return
+	}
 	s.log.ErrorContext(r.Context(), "load session", "request_id", RequestID(r.Context()), "err", err)
 	if asJSON {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{"unavailable", "The app cannot check your sign-in just now; try again in a moment."})

@@ -22,6 +22,14 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	// The parameters that reach the store or the log must be text the database can hold (the
+	// launch context's others are checked, and dropped when bad, by ParseLaunch).
+	if name, bad := badParam(q, launchTextParams...); bad {
+		s.log.InfoContext(r.Context(), "launch refused: not storable text", "request_id", RequestID(r.Context()), "param", name)
+		s.renderError(w, r, http.StatusBadRequest, "This link is damaged",
+			"The address that opened this page contains characters that no sign-in link has. Open the app again from WebUntis.")
+		return
+	}
 	if q.Has("code") || q.Has("state") || q.Has("error") {
 		s.handleCallback(w, r, q)
 		return
@@ -36,6 +44,9 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	if len(l.Dropped) > 0 {
 		s.log.InfoContext(r.Context(), "launch context parameters dropped", "request_id", RequestID(r.Context()),
 			"tenant_id", l.TenantID, "dropped", l.Dropped)
+	}
+	if s.launchLimited(w, r, l.TenantID) {
+		return
 	}
 	st, err := s.sso.Begin(r.Context(), l)
 	if err != nil {
@@ -83,6 +94,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request, q url.Va
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
+// launchTextParams are the /launch parameters that reach the store or the log as they are
+// (return_to is not one: one that is not a safe path is ignored, as contract.md says).
+var launchTextParams = []string{"tenant_id", "tenantId", "code", "state", "error", "error_description", "error_uri", "iss", "session_state"}
+
 // endPreviousSession ends the browser's session when a sign-in fails: a new launch means someone
 // is signing in now, and if that is another WebUntis user whose sign-in failed, the previous
 // user must not stay signed in behind the error page.
@@ -115,6 +130,9 @@ func (s *Server) flowCookieMissing(w http.ResponseWriter, r *http.Request, state
 func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	e := sso.AsError(err)
+	if s.invalidTextAnswered(w, r, e.Err, false) {
+		return
+	}
 	level := slog.LevelWarn
 	if e.Kind == sso.KindUnavailable {
 		level = slog.LevelError

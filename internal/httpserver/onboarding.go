@@ -122,12 +122,15 @@ func (s *Server) setupPage(sess *store.Session, values, problems map[string]stri
 	return p
 }
 
-// Rate limits of /activate: per client address and per tenant id, so the page cannot be used to
-// try credentials at scale, nor to make the platform refuse our calls for one school.
-const (
-	activateWindow    = 10 * time.Minute
-	activatePerIP     = 10
-	activatePerTenant = 5
+// Rate limits of /activate, both per client network (an IPv4 address or an IPv6 /64) and
+// decaying, so the page cannot be used to try credentials at scale, nor to make the platform
+// refuse our calls for a school, and no client can use up anyone else's attempts: a limit per
+// school alone would let one client block every school's activation.
+var (
+	// activateNetworkLimit: 10 attempts from one network at once, then one a minute.
+	activateNetworkLimit = store.Limit{Scope: "activate-network", Burst: 10, Every: time.Minute}
+	// activateSchoolLimit: per school and network, 5 attempts at once, then one every 2 minutes.
+	activateSchoolLimit = store.Limit{Scope: "activate-school", Burst: 5, Every: 2 * time.Minute}
 )
 
 // handleActivate shows the manual activation form (onboarding scenario 3): a school admin who
@@ -177,8 +180,8 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 		return
 	} else if wait > 0 {
 		s.log.WarnContext(ctx, "activation rate-limited", "request_id", reqID, "tenant_id", c.TenantID, "client_ip", ClientIP(ctx))
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		again(http.StatusTooManyRequests, nil, "Too many attempts. Nothing was stored; please wait a few minutes and try again.")
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+		again(http.StatusTooManyRequests, nil, "Too many attempts from your network. Nothing was stored; please wait "+waitWords(wait)+" and try again.")
 		return
 	}
 	res, err := s.onboard.Activate(ctx, c, store.SourceManual, "activation page")
@@ -192,6 +195,8 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrEndedByOperator):
 		s.log.WarnContext(ctx, "activation refused: the school was deactivated by an operator", "request_id", reqID, "tenant_id", c.TenantID)
 		again(http.StatusForbidden, nil, "Nothing was stored: the app's operator deactivated the app for this school. Please contact them.")
+		return
+	case s.invalidTextAnswered(w, r, err, false):
 		return
 	case err != nil:
 		s.log.ErrorContext(ctx, "activation not stored", "request_id", reqID, "tenant_id", c.TenantID, "err", err)
@@ -210,6 +215,9 @@ func proofAnswer(e *onboard.ProofError) (int, map[string]string) {
 	if e.Field == "" {
 		return http.StatusFailedDependency, map[string]string{}
 	}
+	if len(e.Problems) > 0 {
+		return http.StatusBadRequest, e.Problems
+	}
 	return http.StatusBadRequest, map[string]string{e.Field: "was refused by the platform"}
 }
 
@@ -217,23 +225,11 @@ func proofAnswer(e *onboard.ProofError) (int, map[string]string) {
 // is exceeded (0 when the attempt may go ahead).
 func (s *Server) activateLimited(r *http.Request, tenantID string) (time.Duration, error) {
 	ctx := r.Context()
-	now := time.Now()
-	wait := now.Truncate(activateWindow).Add(activateWindow).Sub(now)
-	byIP, err := s.store.HitLimit(ctx, "activate-ip", limitKey(ClientIP(ctx)), activateWindow, now)
-	if err != nil {
-		return 0, err
+	now, network := s.now(), limitKey(ClientIP(ctx))
+	wait, err := s.store.Attempt(ctx, activateNetworkLimit, "", network, now)
+	// A network over its limit does not count against the school.
+	if err != nil || wait > 0 {
+		return wait, err
 	}
-	// An address over its limit does not count against the school: it must not be able to use
-	// up the school's own attempts.
-	if byIP > activatePerIP {
-		return wait, nil
-	}
-	byTenant, err := s.store.HitLimit(ctx, "activate-tenant", tenantID, activateWindow, now)
-	if err != nil {
-		return 0, err
-	}
-	if byTenant > activatePerTenant {
-		return wait, nil
-	}
-	return 0, nil
+	return s.store.Attempt(ctx, activateSchoolLimit, tenantID, network, now)
 }

@@ -36,7 +36,7 @@ func (s *Server) Handler() http.Handler {
 	// Forms: a smaller body limit, and no state-changing request from another site (besides each
 	// form's own CSRF token).
 	r.Group(func(r chi.Router) {
-		r.Use(s.securityHeaders, limitBody(maxFormBody), s.crossOrigin.Handler)
+		r.Use(s.securityHeaders, limitBody(maxFormBody), s.crossOrigin.Handler, s.refuseBadText)
 		r.Post("/setup", s.handleSetupPost) // a school admin, after SSO (session CSRF token)
 
 		// Pages that take credentials are never framed, in embed mode neither.

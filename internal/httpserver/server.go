@@ -48,6 +48,10 @@ type Deps struct {
 	PublicOrigin string
 	HTTPS        bool
 	Version      string
+	// Now is the clock of the rate limits (time.Now when nil; tests move it).
+	Now func() time.Time
+	// LaunchLimits bound the sign-ins that /launch starts (config.Config's LAUNCH_LIMIT_*).
+	LaunchLimits LaunchLimits
 }
 
 // Server holds the handlers' dependencies and the readiness state.
@@ -76,6 +80,9 @@ type Server struct {
 	// is checked by it, besides its CSRF token).
 	crossOrigin *http.CrossOriginProtection
 
+	now          func() time.Time
+	launchLimits launchLimiters
+
 	draining atomic.Bool // set once shutdown has begun: /readyz answers 503
 }
 
@@ -86,6 +93,9 @@ func New(d Deps) *Server {
 	}
 	if d.Metrics == nil {
 		d.Metrics = metrics.NewRegistry()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
 	}
 	s := &Server{
 		store:           d.Store,
@@ -106,7 +116,9 @@ func New(d Deps) *Server {
 		cspNoFrame:      contentSecurityPolicy(false, nil),
 		https:           d.HTTPS,
 		pages:           web.Templates(),
+		now:             d.Now,
 	}
+	s.launchLimits = newLaunchLimiters(d.LaunchLimits, d.Now, d.Metrics)
 	s.httpm = newHTTPMetrics(d.Metrics)
 	s.webhookCount = d.Metrics.NewCounterVec("webhooks_received_total",
 		"Platform webhooks by event type and outcome (processed, duplicate, ignored, bad_signature, malformed, ...).", "event", "outcome")

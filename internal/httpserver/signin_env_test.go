@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -68,6 +69,10 @@ type signinOptions struct {
 	idle, maxAge time.Duration
 	// setupFields are the deployment's SETUP_FIELDS_FILE (nil: none).
 	setupFields setup.Fields
+	// trusted are TRUSTED_PROXIES: tests send X-Forwarded-For to act as other clients.
+	trusted []netip.Prefix
+	// launchLimits are LAUNCH_LIMIT_PER_CLIENT and _PER_SCHOOL (zero: off).
+	launchLimits httpserver.LaunchLimits
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -145,6 +150,7 @@ func (e *signinEnv) newInstance() *instance {
 		Store: st, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: in.metrics,
 		Onboard: in.onboard, Webhooks: webhook.NewVerifier(webhookKey), Operators: in.operators,
 		EmbedMode: e.opts.embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: publicURL,
+		Now: now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits,
 	}).Handler()
 	return in
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/untis-partner/server/internal/store"
 	"github.com/untis-partner/server/internal/webhook"
 )
 
@@ -83,6 +84,14 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.onboard.Receive(ctx, ev, body)
+	if store.IsInvalidText(err) {
+		// Parse keeps such text out; should any reach the database, it is the body's fault.
+		s.log.WarnContext(ctx, "webhook refused: the database cannot store its text", "request_id", reqID, "event", ev.Type,
+			"tenant_id", ev.TenantID, "sqlstate", sqlState(err))
+		s.webhookDone(w, r, http.StatusBadRequest, ev.Type, "malformed", webhookAnswer{Status: "bad_request", TenantID: ev.TenantID,
+			Message: "the body contains text that cannot be stored (a NUL character)"})
+		return
+	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "webhook not stored", "request_id", reqID, "event", ev.Type, "tenant_id", ev.TenantID, "err", err)
 		s.webhookDone(w, r, http.StatusServiceUnavailable, ev.Type, "store_error",

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/setup"
@@ -112,11 +113,13 @@ func (e *InputError) Error() string {
 }
 
 // ProofError is credentials the platform refused. Message is safe to show to the person who
-// pasted them; Field names the value that is wrong where the platform's answer tells.
+// pasted them; Field names the value that is wrong where the platform's answer tells, and
+// Problems says what to write next to each field the form should mark.
 type ProofError struct {
-	Field   string // FieldPassword, FieldSecret, FieldTenantID, or "" when unknown
-	Message string
-	Err     error
+	Field    string // FieldPassword, FieldSecret, FieldTenantID, FieldClientID, or "" when unknown
+	Message  string
+	Problems map[string]string
+	Err      error
 }
 
 func (e *ProofError) Error() string {
@@ -142,7 +145,7 @@ func Check(c Credentials) (Credentials, error) {
 			problems[field] = "is required"
 		case len(v) > 1024:
 			problems[field] = "is too long to be a credential"
-		case containsControl(v):
+		case !utf8.ValidString(v) || containsControl(v):
 			problems[field] = "contains characters that are not allowed"
 		}
 	}
@@ -169,7 +172,7 @@ func (s *Service) Activate(ctx context.Context, c Credentials, source, actor str
 		return Result{}, err
 	}
 	if err := s.platform.ProveCredentials(ctx, c.TenantID, c.ClientID, c.Secret, c.Password); err != nil {
-		return Result{}, proofError(err)
+		return Result{}, s.proofError(ctx, c, err)
 	}
 	version, state, err := s.store.ActivateWithCredentials(ctx, c.TenantID,
 		store.Credentials{ClientID: c.ClientID, Secret: c.Secret, Password: c.Password, Source: source}, actor, s.setupCheck())
@@ -180,8 +183,18 @@ func (s *Service) Activate(ctx context.Context, c Credentials, source, actor str
 	return Result{Version: version, State: state}, nil
 }
 
-// proofError turns the platform's refusal into words for the person who pasted the values.
-func proofError(err error) error {
+// Who can fix refused credentials: the platform shows the password once, when a school's
+// WebUntis administrator saves the app, and gives new credentials when they reset them.
+const (
+	fixPassword = "A WebUntis administrator of your school can get the right one: the platform shows the password only once, " +
+		"when the app is saved in WebUntis, and resetting the app's credentials there gives a new one to paste here"
+	fixEither = "Copy both again from WebUntis; a WebUntis administrator of your school can see the client id there, " +
+		"and resetting the app's credentials there gives a new password"
+)
+
+// proofError turns the platform's refusal into words for the person who pasted the values: which
+// value is wrong where the platform's answer tells, and who can fix it.
+func (s *Service) proofError(ctx context.Context, c Credentials, err error) error {
 	var (
 		swapped *platform.SwappedError
 		te      *platform.TokenError
@@ -189,15 +202,34 @@ func proofError(err error) error {
 	switch {
 	case errors.As(err, &swapped):
 		return &ProofError{Field: FieldSecret, Err: err,
-			Message: "the secret and the password are swapped: the platform accepts the value given as secret as the password"}
+			Message:  "the secret and the password are swapped: the platform accepts the value given as secret as the password",
+			Problems: map[string]string{FieldSecret: "is the platform password", FieldPassword: "is the OIDC secret"}}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrCredentialsRejected):
 		switch {
 		case te.Code == "invalid_grant":
-			return &ProofError{Field: FieldPassword, Err: err, Message: "the platform refused the password (it must be the platform password, not the OIDC secret)"}
+			return &ProofError{Field: FieldPassword, Err: err,
+				Message:  "the platform refused the password (it must be the platform password, not the OIDC secret). " + fixPassword,
+				Problems: map[string]string{FieldPassword: "was refused by the platform"}}
 		case te.Status == 404:
-			return &ProofError{Field: FieldTenantID, Err: err, Message: "the platform does not know this tenant id"}
+			return &ProofError{Field: FieldTenantID, Err: err, Message: "the platform does not know this tenant id",
+				Problems: map[string]string{FieldTenantID: "is not known to the platform"}}
 		}
-		return &ProofError{Field: FieldClientID, Err: err, Message: "the platform refused the client id or the password for this school"}
+		// invalid_client does not say which of the two was wrong. One platform application
+		// usually has one client id for every school: when another school's stored credentials
+		// use this one, the client id is right and the password is what was refused.
+		known, kerr := s.store.ClientIDInUse(ctx, c.ClientID)
+		if kerr != nil {
+			s.log.WarnContext(ctx, "look up a client id", "err", kerr)
+		}
+		if known {
+			return &ProofError{Field: FieldPassword, Err: err,
+				Message:  "the platform refused the password for this school (the client id is right: this app uses it for other schools). " + fixPassword,
+				Problems: map[string]string{FieldPassword: "was refused by the platform"}}
+		}
+		return &ProofError{Field: FieldPassword, Err: err,
+			Message: "the platform refused the client id or the password for this school; it does not say which. " + fixEither,
+			Problems: map[string]string{FieldClientID: "check it: the platform refused it or the password",
+				FieldPassword: "check it: the platform refused it or the client id"}}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrRateLimited):
 		return &ProofError{Err: err, Message: "the platform asks us to slow down; try again in a minute"}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrBadRequest):

@@ -1,12 +1,17 @@
 package onboard
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/platform"
+	"github.com/untis-partner/server/internal/secret"
+	"github.com/untis-partner/server/internal/store"
 )
 
 func TestCheck(t *testing.T) {
@@ -23,6 +28,7 @@ func TestCheck(t *testing.T) {
 		{"tenant with a path", Credentials{TenantID: "../1001", ClientID: "app", Secret: "s", Password: "p"}, []string{FieldTenantID}},
 		{"tenant too long", Credentials{TenantID: strings.Repeat("1", 65), ClientID: "app", Secret: "s", Password: "p"}, []string{FieldTenantID}},
 		{"control character inside", Credentials{TenantID: "1001", ClientID: "a\x00pp", Secret: "s", Password: "p\x1bq"}, []string{FieldClientID, FieldPassword}},
+		{"not UTF-8", Credentials{TenantID: "1001", ClientID: "app\xff", Secret: "s\xc3", Password: "p"}, []string{FieldClientID, FieldSecret}},
 		{"absurdly long secret", Credentials{TenantID: "1001", ClientID: "app", Secret: strings.Repeat("x", 1025), Password: "p"}, []string{FieldSecret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,32 +61,85 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// proofService is a Service whose store holds one school with client id "known-app" (one
+// platform application usually has one client id for every school).
+func proofService(t *testing.T) *Service {
+	t.Helper()
+	ctx := context.Background()
+	kr, err := secret.NewKeyring(secret.Key{ID: "k1", Secret: bytes.Repeat([]byte{7}, secret.KeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, pgtest.NewDatabase(t), kr, store.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.UpsertTenant(ctx, "1002", store.StateActive, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AddCredentials(ctx, "1002", store.Credentials{ClientID: "known-app", Secret: "s", Password: "p", Source: store.SourceWebhook}); err != nil {
+		t.Fatal(err)
+	}
+	return New(st, nil, nil, nil)
+}
+
 func TestProofErrorNamesTheRefusedPart(t *testing.T) {
 	t.Parallel()
+	s := proofService(t)
 	rejected := func(status int, code string) error {
 		return &platform.TokenError{Kind: platform.ErrCredentialsRejected, TenantID: "1001", Status: status, Code: code}
 	}
 	for _, tc := range []struct {
 		name      string
+		clientID  string
 		err       error
 		wantField string
-		wantWords string
+		wantWords []string
+		marked    []string // the fields the form marks
 	}{
-		{"swapped", &platform.SwappedError{TenantID: "1001", Err: rejected(400, "invalid_grant")}, FieldSecret, "swapped"},
-		{"wrong password", rejected(400, "invalid_grant"), FieldPassword, "refused the password"},
-		{"unknown tenant", rejected(404, ""), FieldTenantID, "does not know this tenant"},
-		{"wrong client", rejected(401, "invalid_client"), FieldClientID, "client id or the password"},
-		{"rate limited", &platform.TokenError{Kind: platform.ErrRateLimited, Status: 429}, "", "slow down"},
-		{"bad request", &platform.TokenError{Kind: platform.ErrBadRequest, Status: 400, Code: "invalid_scope"}, "", "permission"},
-		{"unreachable", &platform.TokenError{Kind: platform.ErrUnavailable, Err: context.DeadlineExceeded}, "", "could not be reached"},
-		{"anything else", errors.New("boom"), "", "could not be reached"},
+		{"swapped", "app", &platform.SwappedError{TenantID: "1001", Err: rejected(400, "invalid_grant")}, FieldSecret,
+			[]string{"swapped"}, []string{FieldSecret, FieldPassword}},
+		{"OIDC secret as password", "app", rejected(400, "invalid_grant"), FieldPassword,
+			[]string{"refused the password", "WebUntis administrator of your school"}, []string{FieldPassword}},
+		{"unknown tenant", "app", rejected(404, ""), FieldTenantID, []string{"does not know this tenant"}, []string{FieldTenantID}},
+		// The platform's invalid_client does not say which part it refused. The client id this app
+		// uses for another school is right: the password is the cause, and the page says so and
+		// who can fix it, without marking the client id.
+		{"wrong password, client id in use", "known-app", rejected(401, "invalid_client"), FieldPassword,
+			[]string{"refused the password", "the client id is right", "WebUntis administrator of your school", "reset"}, []string{FieldPassword}},
+		{"wrong password or client id", "other-app", rejected(401, "invalid_client"), FieldPassword,
+			[]string{"client id or the password", "does not say which", "WebUntis administrator of your school"}, []string{FieldClientID, FieldPassword}},
+		{"rate limited", "app", &platform.TokenError{Kind: platform.ErrRateLimited, Status: 429}, "", []string{"slow down"}, nil},
+		{"bad request", "app", &platform.TokenError{Kind: platform.ErrBadRequest, Status: 400, Code: "invalid_scope"}, "", []string{"permission"}, nil},
+		{"unreachable", "app", &platform.TokenError{Kind: platform.ErrUnavailable, Err: context.DeadlineExceeded}, "", []string{"could not be reached"}, nil},
+		{"anything else", "app", errors.New("boom"), "", []string{"could not be reached"}, nil},
 	} {
 		var pe *ProofError
-		if !errors.As(proofError(tc.err), &pe) {
+		c := Credentials{TenantID: "1001", ClientID: tc.clientID, Secret: "s3cret", Password: "pa55"}
+		if !errors.As(s.proofError(context.Background(), c, tc.err), &pe) {
 			t.Fatalf("%s: not a *ProofError", tc.name)
 		}
-		if pe.Field != tc.wantField || !strings.Contains(pe.Message, tc.wantWords) {
-			t.Errorf("%s: field %q, message %q; want field %q and %q", tc.name, pe.Field, pe.Message, tc.wantField, tc.wantWords)
+		if pe.Field != tc.wantField {
+			t.Errorf("%s: field %q, want %q", tc.name, pe.Field, tc.wantField)
+		}
+		for _, w := range tc.wantWords {
+			if !strings.Contains(pe.Message, w) {
+				t.Errorf("%s: message %q does not say %q", tc.name, pe.Message, w)
+			}
+		}
+		var marked []string
+		for f := range pe.Problems {
+			marked = append(marked, f)
+		}
+		slices.Sort(marked)
+		want := slices.Clone(tc.marked)
+		slices.Sort(want)
+		if !slices.Equal(marked, want) {
+			t.Errorf("%s: marked fields %v, want %v", tc.name, marked, want)
+		}
+		if strings.Contains(pe.Message, "s3cret") || strings.Contains(pe.Message, "pa55") {
+			t.Errorf("%s: the message quotes a value", tc.name)
 		}
 		if !errors.Is(pe, tc.err) {
 			t.Errorf("%s: the platform's error is not wrapped", tc.name)

@@ -1,5 +1,5 @@
 // Package operator signs the partner's own staff in to the console (/admin): argon2id password
-// hashes, sign-in with a per-account lock after repeated failures and a per-address rate limit,
+// hashes, sign-in limits per client network (per account and network, and per network alone),
 // and server-side console sessions in a __Host- cookie of their own (SameSite=Strict: the console
 // is never framed or reached from another site).
 package operator
@@ -31,35 +31,41 @@ const (
 	MaxPasswordLen = 512
 )
 
-// Sign-in limits.
-const (
-	// freeAttempts failures in a row lock the account, for 1 minute, doubling with every further
-	// failure up to an hour.
-	freeAttempts = 5
-	maxLock      = time.Hour
-	// Per client address: at most ipAttempts sign-in attempts per ipWindow, whatever the account.
-	ipAttempts = 20
-	ipWindow   = 10 * time.Minute
+// Sign-in limits. Both count per client network (an IPv4 address or an IPv6 /64), never per
+// account alone: a lock per account would let any client keep the console closed to the right
+// password from everywhere. Both decay (leaky buckets shared by every replica, store.Attempt).
+var (
+	// NetworkLimit: 20 sign-in attempts from one network at once, then one every 30 s (20 per
+	// 10 minutes), whatever the account.
+	NetworkLimit = store.Limit{Scope: "console-network", Burst: 20, Every: 30 * time.Second}
+	// AccountLimit: per account and network, 5 attempts, then one every 12 minutes (5 an hour).
+	// The attempt is counted before the password is checked, so parallel guesses cannot outrun
+	// it; a successful sign-in empties it, and so do `server operator unlock` and a password
+	// reset. Addresses that have no account count the same, so the answer tells nothing about
+	// which accounts exist.
+	AccountLimit = store.Limit{Scope: store.ScopeConsoleAccount, Burst: 5, Every: 12 * time.Minute}
 )
 
-// Errors of SignIn. ErrBadCredentials and ErrLocked are shown to the person as one message, so
-// the page does not tell which accounts exist.
+// Errors of SignIn. ErrBadCredentials is one answer for a wrong password and an unknown
+// address, so the page does not tell which accounts exist.
 var (
 	ErrBadCredentials = errors.New("wrong e-mail address or password")
 	ErrNoSession      = errors.New("no console session")
 )
 
-// LockedError is a sign-in refused because the account is locked.
-type LockedError struct{ Until time.Time }
-
-func (e *LockedError) Error() string {
-	return "account locked until " + e.Until.UTC().Format(time.RFC3339)
+// RateLimitedError is a sign-in refused before the password was checked: the client's network
+// tried too often, for any account (Account false) or for this one (Account true).
+type RateLimitedError struct {
+	RetryAfter time.Duration
+	Account    bool
 }
 
-// RateLimitedError is a sign-in refused because the client address tried too often.
-type RateLimitedError struct{ RetryAfter time.Duration }
-
-func (e *RateLimitedError) Error() string { return "too many sign-in attempts from this address" }
+func (e *RateLimitedError) Error() string {
+	if e.Account {
+		return "too many sign-in attempts for this account from this network"
+	}
+	return "too many sign-in attempts from this network"
+}
 
 // Config configures a Manager.
 type Config struct {
@@ -115,39 +121,32 @@ func New(cfg Config) *Manager {
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
 // SignIn checks an operator's e-mail address and password and, when they are right, starts a
-// console session (the cookie is set on w). client (the client's address, or its network) feeds
-// the per-address limit.
-func (m *Manager) SignIn(ctx context.Context, w http.ResponseWriter, email, password, client string) (*store.OperatorSession, error) {
+// console session (the cookie is set on w). network (the client's address, or its IPv6 /64)
+// feeds the limits: too many attempts are a *RateLimitedError.
+func (m *Manager) SignIn(ctx context.Context, w http.ResponseWriter, email, password, network string) (*store.OperatorSession, error) {
 	now := m.now()
 	email = NormalizeEmail(email)
-	hits, err := m.store.HitLimit(ctx, "console-ip", client, ipWindow, now)
-	if err != nil {
+	if wait, err := m.store.Attempt(ctx, NetworkLimit, "", network, now); err != nil {
 		return nil, err
-	}
-	if hits > ipAttempts {
-		return nil, &RateLimitedError{RetryAfter: now.Truncate(ipWindow).Add(ipWindow).Sub(now)}
+	} else if wait > 0 {
+		return nil, &RateLimitedError{RetryAfter: wait}
 	}
 	if email == "" || password == "" || len(password) > MaxPasswordLen {
 		return nil, ErrBadCredentials
 	}
+	// Counted before the password is checked, for unknown addresses too.
+	if wait, err := m.store.Attempt(ctx, AccountLimit, email, network, now); err != nil {
+		return nil, err
+	} else if wait > 0 {
+		return nil, &RateLimitedError{RetryAfter: wait, Account: true}
+	}
 	op, err := m.store.OperatorByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) {
+		// The same work as a wrong password, so the timing does not tell which accounts exist.
 		_, _ = m.check(ctx, m.dummy, password)
 		return nil, ErrBadCredentials
 	}
 	if err != nil {
-		return nil, err
-	}
-	// The attempt is counted before the password is checked, so parallel guesses cannot outrun
-	// the lock.
-	if err := m.store.BeginOperatorAttempt(ctx, op.ID, now, freeAttempts, lockFor); err != nil {
-		var locked *store.ErrLocked
-		if errors.As(err, &locked) {
-			// The same work as any other refusal, so the timing does not tell a locked
-			// account (which exists) from an unknown address.
-			_, _ = m.check(ctx, m.dummy, password)
-			return nil, &LockedError{Until: locked.Until}
-		}
 		return nil, err
 	}
 	ok, err := m.check(ctx, op.PasswordHash, password)
@@ -157,7 +156,10 @@ func (m *Manager) SignIn(ctx context.Context, w http.ResponseWriter, email, pass
 	if !ok {
 		return nil, ErrBadCredentials
 	}
-	if err := m.store.SucceedOperatorAttempt(ctx, op.ID, now); err != nil {
+	if err := m.store.ForgetAttempts(ctx, AccountLimit.Scope, email, network); err != nil {
+		return nil, err
+	}
+	if err := m.store.RecordOperatorSignIn(ctx, op.ID, now); err != nil {
 		return nil, err
 	}
 	id := session.NewToken()
@@ -179,13 +181,6 @@ func (m *Manager) check(ctx context.Context, hash, password string) (bool, error
 	}
 	defer func() { <-m.hashing }()
 	return CheckPassword(hash, password)
-}
-
-// lockFor is how long the account is locked after failures failed attempts in a row: 1 minute at
-// freeAttempts, doubling, at most an hour.
-func lockFor(failures int) time.Duration {
-	d := time.Minute << min(failures-freeAttempts, 10)
-	return min(d, maxLock)
 }
 
 // Load returns the request's live console session, or ErrNoSession. Activity moves the idle

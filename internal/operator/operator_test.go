@@ -3,7 +3,6 @@ package operator
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 // cheap keeps the hashes of these tests fast; CheckPassword reads the cost from the hash.
@@ -75,17 +74,6 @@ func TestCheckPasswordRefusesMalformedHashes(t *testing.T) {
 	} {
 		if ok, err := CheckPassword(h, "pw"); err == nil || ok {
 			t.Errorf("%s: CheckPassword = %v, %v; want an error", name, ok, err)
-		}
-	}
-}
-
-func TestLockSchedule(t *testing.T) {
-	t.Parallel()
-	for failures, want := range map[int]time.Duration{
-		5: time.Minute, 6: 2 * time.Minute, 7: 4 * time.Minute, 10: 32 * time.Minute, 11: time.Hour, 40: time.Hour,
-	} {
-		if got := lockFor(failures); got != want {
-			t.Errorf("lockFor(%d) = %v, want %v", failures, got, want)
 		}
 	}
 }

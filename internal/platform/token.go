@@ -161,9 +161,15 @@ func tokenErrorKind(status int, code string) error {
 // platform accepts them. Nothing is cached or stored. The OIDC secret cannot be proved this way
 // (only a login uses it), but when the password is refused and the secret is accepted in its
 // place, the two were swapped, and the error says so.
+//
+// That second request is made only when the platform's answer says it was the password it
+// refused (invalid_grant: the platform's answer to an OIDC secret given as the password), not
+// for an unknown client id or tenant: every attempt on the activation page would otherwise cost
+// the platform two refused token requests for the school.
 func (c *Clients) ProveCredentials(ctx context.Context, tenantID, clientID, secret, password string) error {
 	_, err := c.requestToken(ctx, tenantID, clientID, password)
-	if err == nil || !errors.Is(err, ErrCredentialsRejected) || secret == "" || secret == password {
+	var te *TokenError
+	if err == nil || !errors.As(err, &te) || te.Code != "invalid_grant" || secret == "" || secret == password {
 		return err
 	}
 	if _, swapErr := c.requestToken(ctx, tenantID, clientID, secret); swapErr == nil {

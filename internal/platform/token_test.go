@@ -437,9 +437,21 @@ func TestPasswordSecretMixUpIsExplained(t *testing.T) {
 	if !errors.As(err, &se) || !errors.Is(err, platform.ErrCredentialsRejected) {
 		t.Errorf("ProveCredentials(swapped) = %v, want a SwappedError", err)
 	}
+	before := e.sim.Stats().TokenRequestCount(tid, platformsim.GrantClientCredentials)
 	err = e.clients.ProveCredentials(ctx, tid, clientID, secretValue, "wrong-password")
 	if !errors.As(err, &te) || te.Code != "invalid_client" || !strings.Contains(err.Error(), "client id or the password") {
 		t.Errorf("ProveCredentials(wrong password) = %v", err)
+	}
+	// invalid_client does not say the password was refused: no second, "swapped?" request.
+	if n := e.sim.Stats().TokenRequestCount(tid, platformsim.GrantClientCredentials) - before; n != 1 {
+		t.Errorf("a wrong password cost %d token requests, want 1", n)
+	}
+	before = e.sim.Stats().TokenRequestCount(tid, platformsim.GrantClientCredentials)
+	if err := e.clients.ProveCredentials(ctx, tid, "another-app", secretValue, password); !errors.Is(err, platform.ErrCredentialsRejected) {
+		t.Errorf("ProveCredentials(wrong client id) = %v", err)
+	}
+	if n := e.sim.Stats().TokenRequestCount(tid, platformsim.GrantClientCredentials) - before; n != 1 {
+		t.Errorf("a wrong client id cost %d token requests, want 1", n)
 	}
 	err = e.clients.ProveCredentials(ctx, "9999", clientID, secretValue, password)
 	if !errors.Is(err, platform.ErrCredentialsRejected) || !strings.Contains(err.Error(), "does not know this tenant") {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/untis-partner/server/internal/store"
@@ -15,12 +17,16 @@ import (
 // are kept as plain strings, few and short; what does not fit is dropped, never an error: a user
 // clicking an entry point must not be stopped because the platform added a parameter.
 const (
-	MaxLaunchParams     = 24
-	MaxLaunchKeyLen     = 64
-	MaxLaunchValueLen   = 512
-	maxTenantIDLen      = store.MaxTenantIDLen
-	maxReturnPathLength = 1024
-	maxDroppedNamed     = 16
+	MaxLaunchParams   = 24
+	MaxLaunchKeyLen   = 64
+	MaxLaunchValueLen = 512
+	// MaxLaunchContextBytes bounds the whole context (names and values): it is stored with every
+	// started sign-in, by a URL anyone can send. The platform's own parameters take a few dozen
+	// bytes.
+	MaxLaunchContextBytes = 2048
+	maxTenantIDLen        = store.MaxTenantIDLen
+	maxReturnPathLength   = 1024
+	maxDroppedNamed       = 16
 )
 
 // Parameters of /launch that are not launch context: the tenant hint, the return path, and the
@@ -70,18 +76,29 @@ func ParseLaunch(q url.Values) (Launch, error) {
 	if p, ok := SafeReturnPath(first(q, "return_to")); ok {
 		l.ReturnTo = p
 	}
-	// Sorted, so which parameters survive the count limit does not depend on map order.
+	// The platform's own parameters first, then the others sorted: which ones survive the bounds
+	// does not depend on map order, and made-up ones cannot push out the lesson.
 	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
+	for _, k := range platformParams {
+		if q.Has(k) {
+			keys = append(keys, k)
+		}
 	}
-	sort.Strings(keys)
+	rest := len(keys)
+	for k := range q {
+		if !slices.Contains(platformParams, k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys[rest:])
+	size := 0
 	for _, k := range keys {
 		if reservedParams[k] {
 			continue
 		}
 		v := first(q, k)
-		if len(l.Context) >= MaxLaunchParams || !validContextKey(k) || !validContextValue(v) {
+		if len(l.Context) >= MaxLaunchParams || size+len(k)+len(v) > MaxLaunchContextBytes ||
+			!validContextKey(k) || !validContextValue(v) {
 			// The log line names a bounded number of them: a URL may carry thousands.
 			switch {
 			case len(l.Dropped) < maxDroppedNamed:
@@ -92,9 +109,13 @@ func ParseLaunch(q url.Values) (Launch, error) {
 			continue
 		}
 		l.Context[k] = v
+		size += len(k) + len(v)
 	}
 	return l, nil
 }
+
+// platformParams are the context parameters the platform's entry points send (contract.md).
+var platformParams = []string{"school", "lesson_id", "period_id", "date", "start", "end", "class_ids", "subject_ids", "exam_id"}
 
 func first(q url.Values, k string) string {
 	if vs := q[k]; len(vs) > 0 {
@@ -123,9 +144,10 @@ func validContextValue(v string) bool {
 		return false
 	}
 	for _, r := range v {
-		// Also the bidirectional overrides and isolates, which make shown text lie about its order.
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' ||
-			(r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') {
+		// Also the line and paragraph separators, and every format character (Unicode category
+		// Cf): the bidirectional overrides and isolates, which make shown text lie about its
+		// order, and the invisible zero-width ones.
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cf, r) {
 			return false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -539,7 +540,9 @@ func checkLaunch(t *testing.T, q url.Values, l Launch) {
 	if got := len(l.Context) + len(l.Dropped); len(l.Dropped) <= maxDroppedNamed && got != nonReserved {
 		t.Errorf("Context (%d) + Dropped (%d) = %d, want the %d non-reserved parameters", len(l.Context), len(l.Dropped), got, nonReserved)
 	}
+	size := 0
 	for k, v := range l.Context {
+		size += len(k) + len(v)
 		if reservedParams[k] {
 			t.Errorf("reserved %q in Context", k)
 		}
@@ -553,10 +556,13 @@ func checkLaunch(t *testing.T, q url.Values, l Launch) {
 			t.Errorf("Context[%q] = %q: invalid UTF-8", k, v)
 		}
 		for _, r := range k + v {
-			if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-				t.Errorf("Context[%q] = %q: control character %U", k, v, r)
+			if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cf, r) {
+				t.Errorf("Context[%q] = %q: control or format character %U", k, v, r)
 			}
 		}
+	}
+	if size > MaxLaunchContextBytes {
+		t.Errorf("the context holds %d bytes, over %d", size, MaxLaunchContextBytes)
 	}
 	for _, d := range l.Dropped {
 		if d != "(unprintable or long name)" && d != "(more)" && !validContextKey(d) {
@@ -623,5 +629,56 @@ func TestParseLaunchDroppedIsBounded(t *testing.T) {
 	}
 	if l, _ := ParseLaunch(url.Values{"tenant_id": {"1"}, "school": {"abc\u202edef"}}); l.Context["school"] != "" {
 		t.Errorf("a bidi override was kept: %q", l.Context["school"])
+	}
+}
+
+// TestParseLaunchSizeBound: the whole context is bounded (it is stored with every started
+// sign-in, from a URL anyone can send), and the platform's own parameters are kept before
+// made-up ones.
+func TestParseLaunchSizeBound(t *testing.T) {
+	t.Parallel()
+	q := url.Values{"tenant_id": {"1"}, "lesson_id": {"4711"}, "school": {"Gymnasium Nord"}, "date": {"2026-03-01"}}
+	// Maximal parameters whose names sort before the platform's.
+	for i := range MaxLaunchParams {
+		q.Set(fmt.Sprintf("a%02d", i), strings.Repeat("x", MaxLaunchValueLen))
+	}
+	l, err := ParseLaunch(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLaunch(t, q, l)
+	if l.Context["lesson_id"] != "4711" || l.Context["school"] != "Gymnasium Nord" || l.Context["date"] != "2026-03-01" {
+		t.Errorf("the platform's parameters were pushed out: %v", l.Context)
+	}
+	size := 0
+	for k, v := range l.Context {
+		size += len(k) + len(v)
+	}
+	// What fits: the platform's three, then as many 515-byte ones as the rest allows.
+	if want := len("lesson_id4711schoolGymnasium Norddate2026-03-01") + 3*(3+MaxLaunchValueLen); size != want {
+		t.Errorf("the context holds %d bytes, want %d", size, want)
+	}
+	if len(l.Dropped) != maxDroppedNamed+1 {
+		t.Errorf("Dropped %v", l.Dropped)
+	}
+}
+
+func TestParseLaunchDropsFormatCharacters(t *testing.T) {
+	t.Parallel()
+	for name, v := range map[string]string{
+		"zero-width space": "Gym\u200bnasium", "byte order mark": "\ufeffGymnasium", "left-to-right mark": "Gym\u200enasium",
+		"arabic letter mark": "Gym\u061cnasium", "soft hyphen": "Gym\u00adnasium", "RTL isolate": "Gym\u2067nasium",
+	} {
+		l, err := ParseLaunch(url.Values{"tenant_id": {"1"}, "school": {v}, "lesson_id": {"7"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, kept := l.Context["school"]; kept || l.Context["lesson_id"] != "7" || !slices.Contains(l.Dropped, "school") {
+			t.Errorf("%s: context %q, dropped %v", name, l.Context, l.Dropped)
+		}
+	}
+	// Letters of every script stay.
+	if l, _ := ParseLaunch(url.Values{"tenant_id": {"1"}, "school": {"Gymnasium Süd – Ελληνικό 学校"}}); l.Context["school"] == "" {
+		t.Error("a school name in several scripts was dropped")
 	}
 }

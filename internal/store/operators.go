@@ -11,12 +11,10 @@ import (
 
 // Operator is one of the partner's own staff, who use the console (/admin).
 type Operator struct {
-	ID             int64
-	Email          string
-	PasswordHash   string
-	FailedAttempts int
-	LockedUntil    *time.Time
-	LastLoginAt    *time.Time
+	ID           int64
+	Email        string
+	PasswordHash string
+	LastLoginAt  *time.Time
 }
 
 // OperatorSession is a signed-in console browser.
@@ -30,8 +28,12 @@ type OperatorSession struct {
 	ExpiresAt     time.Time
 }
 
-// UpsertOperator creates the operator account, or resets its password: the failure count and
-// any lock are cleared and every console session of the account ends. It reports whether the
+// ScopeConsoleAccount is the scope of the console's sign-in limit per account and client network
+// (internal/operator): a password reset and `server operator unlock` empty its buckets.
+const ScopeConsoleAccount = "console-account"
+
+// UpsertOperator creates the operator account, or resets its password: the account's sign-in
+// limits are emptied on every network and every console session of the account ends. It reports whether the
 // account is new. The audit trail (under no school) records it.
 func (s *Store) UpsertOperator(ctx context.Context, email, passwordHash string) (bool, error) {
 	var created bool
@@ -39,9 +41,11 @@ func (s *Store) UpsertOperator(ctx context.Context, email, passwordHash string) 
 		var id int64
 		if err := tx.QueryRow(ctx, `
 			INSERT INTO operators (email, password_hash) VALUES ($1, $2)
-			ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash,
-				failed_attempts = 0, locked_until = NULL, updated_at = now()
+			ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, updated_at = now()
 			RETURNING id, (xmax = 0)`, email, passwordHash).Scan(&id, &created); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM attempt_buckets WHERE scope = $1 AND subject = $2`, ScopeConsoleAccount, limitHash(email)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM operator_sessions WHERE operator_id = $1`, id); err != nil {
@@ -62,8 +66,8 @@ func (s *Store) UpsertOperator(ctx context.Context, email, passwordHash string) 
 // OperatorByEmail returns the operator with that (lower-case) e-mail address, or ErrNotFound.
 func (s *Store) OperatorByEmail(ctx context.Context, email string) (Operator, error) {
 	var o Operator
-	err := s.pool.QueryRow(ctx, `SELECT id, email, password_hash, failed_attempts, locked_until, last_login_at
-		FROM operators WHERE email = $1`, email).Scan(&o.ID, &o.Email, &o.PasswordHash, &o.FailedAttempts, &o.LockedUntil, &o.LastLoginAt)
+	err := s.pool.QueryRow(ctx, `SELECT id, email, password_hash, last_login_at
+		FROM operators WHERE email = $1`, email).Scan(&o.ID, &o.Email, &o.PasswordHash, &o.LastLoginAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Operator{}, ErrNotFound
 	}
@@ -73,57 +77,38 @@ func (s *Store) OperatorByEmail(ctx context.Context, email string) (Operator, er
 	return o, nil
 }
 
-// ErrLocked is returned by BeginOperatorAttempt while the account is locked.
-type ErrLocked struct{ Until time.Time }
-
-func (e *ErrLocked) Error() string {
-	return "operator account locked until " + e.Until.Format(time.RFC3339)
-}
-
-// BeginOperatorAttempt counts a sign-in attempt before its password is checked, so that parallel
-// guesses cannot outrun the lock: the attempt that makes freeAttempts failures in a row locks the
-// account for lockFor(failures) (its own check still runs; the ones after it are refused). A
-// locked account is *ErrLocked, its counter does not move and its password is not checked.
-// SucceedOperatorAttempt resets the count.
-func (s *Store) BeginOperatorAttempt(ctx context.Context, id int64, now time.Time, freeAttempts int, lockFor func(failures int) time.Duration) error {
-	// The lock's length for the failures that lock: freeAttempts, freeAttempts+1, ... (the last
-	// one holds for any more).
-	lengths := make([]float64, 12)
-	for k := range lengths {
-		lengths[k] = lockFor(freeAttempts + k).Seconds()
-	}
-	var wasLocked *time.Time
-	// One statement: the row lock orders concurrent attempts, and each sees the count and the
-	// lock the one before it wrote.
-	err := s.pool.QueryRow(ctx, `
-		UPDATE operators o SET
-			failed_attempts = CASE WHEN b.locked THEN o.failed_attempts ELSE o.failed_attempts + 1 END,
-			locked_until = CASE
-				WHEN b.locked THEN o.locked_until
-				WHEN o.failed_attempts + 1 >= $3 THEN $2::timestamptz + make_interval(secs =>
-					($4::float8[])[least(o.failed_attempts + 2 - $3, cardinality($4::float8[]))])
-				ELSE o.locked_until END,
-			updated_at = now()
-		FROM (SELECT id, COALESCE(locked_until > $2::timestamptz, false) AS locked, locked_until
-		      FROM operators WHERE id = $1 FOR UPDATE) b
-		WHERE o.id = b.id
-		RETURNING CASE WHEN b.locked THEN b.locked_until END`, id, now, freeAttempts, lengths).Scan(&wasLocked)
-	if err != nil {
-		return fmt.Errorf("operator sign-in attempt: %w", err)
-	}
-	if wasLocked != nil {
-		return &ErrLocked{Until: *wasLocked}
-	}
-	return nil
-}
-
-// SucceedOperatorAttempt records a successful sign-in: the failure count and lock are cleared.
-func (s *Store) SucceedOperatorAttempt(ctx context.Context, id int64, now time.Time) error {
-	_, err := s.pool.Exec(ctx, `UPDATE operators SET failed_attempts = 0, locked_until = NULL, last_login_at = $2 WHERE id = $1`, id, now)
-	if err != nil {
+// RecordOperatorSignIn notes an operator's successful sign-in.
+func (s *Store) RecordOperatorSignIn(ctx context.Context, id int64, now time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE operators SET last_login_at = $2 WHERE id = $1`, id, now); err != nil {
 		return fmt.Errorf("operator sign-in: %w", err)
 	}
 	return nil
+}
+
+// UnlockOperator empties the sign-in limits of the operator with that (lower-case) e-mail address
+// on every network (`server operator unlock`), and reports how many networks were held back. The
+// audit trail (under no school) records it. An unknown address is ErrNotFound.
+func (s *Store) UnlockOperator(ctx context.Context, email string) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM operators WHERE email = $1`, email).Scan(&id); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM attempt_buckets WHERE scope = $1 AND subject = $2`, ScopeConsoleAccount, limitHash(email))
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		return audit(ctx, tx, "", "cli", "operator.unlocked", map[string]any{"operator": email, "networks": n})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("unlock operator: %w", err)
+	}
+	return n, nil
 }
 
 // CreateOperatorSession stores a new console session.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,8 +25,8 @@ func lcOperatorSession(id string, operatorID int64, now time.Time) store.Operato
 		LastSeenAt: now, IdleExpiresAt: now.Add(30 * time.Minute), ExpiresAt: now.Add(8 * time.Hour)}
 }
 
-// lcLockFor is a lock schedule: ten minutes per failure.
-func lcLockFor(failures int) time.Duration { return time.Duration(failures) * 10 * time.Minute }
+// lcConsole is a console sign-in limit per account and network.
+var lcConsole = store.Limit{Scope: store.ScopeConsoleAccount, Burst: 2, Every: time.Hour}
 
 func TestUpsertOperator(t *testing.T) {
 	t.Parallel()
@@ -45,18 +44,15 @@ func TestUpsertOperator(t *testing.T) {
 		t.Fatalf("other: %v %v", created, err)
 	}
 	o := lcOperator(t, s, "ops@example")
-	if o.Email != "ops@example" || o.PasswordHash != "hash-1" || o.FailedAttempts != 0 || o.LockedUntil != nil || o.LastLoginAt != nil {
+	if o.Email != "ops@example" || o.PasswordHash != "hash-1" || o.LastLoginAt != nil {
 		t.Errorf("operator %+v", o)
 	}
 	other := lcOperator(t, s, "other@example")
-	// Lock the account and give both operators a session.
-	for i := 0; i < 5; i++ {
-		if err := s.BeginOperatorAttempt(ctx, o.ID, now, 5, lcLockFor); err != nil {
-			t.Fatal(err)
+	// Hold both accounts back on a network and give both operators a session.
+	for _, email := range []string{"ops@example", "other@example"} {
+		for range 3 {
+			lcAttempt(t, s, lcConsole, email, "192.0.2.1", now)
 		}
-	}
-	if o := lcOperator(t, s, "ops@example"); o.FailedAttempts != 5 || o.LockedUntil == nil {
-		t.Fatalf("not locked: %+v", o)
 	}
 	for _, os := range []store.OperatorSession{lcOperatorSession("mine", o.ID, now), lcOperatorSession("theirs", other.ID, now)} {
 		if err := s.CreateOperatorSession(ctx, os); err != nil {
@@ -64,13 +60,13 @@ func TestUpsertOperator(t *testing.T) {
 		}
 	}
 
-	// A reset: new hash, no failures, no lock, no session of that account.
+	// A reset: new hash, no limit held against the account, no session of that account.
 	created, err = s.UpsertOperator(ctx, "ops@example", "hash-2")
 	if err != nil || created {
 		t.Fatalf("reset: %v %v", created, err)
 	}
 	o2 := lcOperator(t, s, "ops@example")
-	if o2.ID != o.ID || o2.PasswordHash != "hash-2" || o2.FailedAttempts != 0 || o2.LockedUntil != nil {
+	if o2.ID != o.ID || o2.PasswordHash != "hash-2" {
 		t.Errorf("after reset %+v", o2)
 	}
 	if _, err := s.OperatorSessionByID(ctx, store.HashID("mine"), now); !errors.Is(err, store.ErrNotFound) {
@@ -79,8 +75,11 @@ func TestUpsertOperator(t *testing.T) {
 	if os, err := s.OperatorSessionByID(ctx, store.HashID("theirs"), now); err != nil || os.Email != "other@example" {
 		t.Errorf("the other account's session: %+v, %v", os, err)
 	}
-	if err := s.BeginOperatorAttempt(ctx, o.ID, now, 5, lcLockFor); err != nil {
-		t.Errorf("attempt after the reset: %v", err)
+	if w := lcAttempt(t, s, lcConsole, "ops@example", "192.0.2.1", now); w != 0 {
+		t.Errorf("attempt after the reset: wait %v", w)
+	}
+	if w := lcAttempt(t, s, lcConsole, "other@example", "192.0.2.1", now); w == 0 {
+		t.Error("the reset of one account emptied another's limit")
 	}
 	var actions []string
 	for _, e := range lcTrail(t, s, "") {
@@ -98,132 +97,59 @@ func TestUpsertOperator(t *testing.T) {
 	}
 }
 
-func TestOperatorAttemptsLock(t *testing.T) {
+func TestUnlockOperator(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t, keyring(t))
-	if _, err := s.UpsertOperator(ctx, "ops@example", "h"); err != nil {
-		t.Fatal(err)
+	for _, email := range []string{"ops@example", "other@example"} {
+		if _, err := s.UpsertOperator(ctx, email, "h"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	id := lcOperator(t, s, "ops@example").ID
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	lockFor := lcLockFor
-	// Attempts 1..5 are checked; the fifth locks the ones after it.
-	for i := 1; i <= 5; i++ {
-		if err := s.BeginOperatorAttempt(ctx, id, now, 5, lockFor); err != nil {
-			t.Fatalf("attempt %d: %v", i, err)
-		}
-		o := lcOperator(t, s, "ops@example")
-		if o.FailedAttempts != i {
-			t.Fatalf("attempt %d counted as %d", i, o.FailedAttempts)
-		}
-		if (o.LockedUntil != nil) != (i == 5) {
-			t.Fatalf("attempt %d: locked until %v", i, o.LockedUntil)
+	for _, network := range []string{"192.0.2.1", "192.0.2.2", "2001:db8::/64"} {
+		for range 3 {
+			lcAttempt(t, s, lcConsole, "ops@example", network, now)
 		}
 	}
-	until := now.Add(lcLockFor(5))
-	if o := lcOperator(t, s, "ops@example"); !o.LockedUntil.Equal(until) {
-		t.Errorf("locked until %v, want %v", o.LockedUntil, until)
+	for range 3 {
+		lcAttempt(t, s, lcConsole, "other@example", "192.0.2.1", now)
 	}
-	// While locked: refused, and the counter does not grow.
-	for _, at := range []time.Time{now, now.Add(time.Minute), until.Add(-time.Second)} {
-		err := s.BeginOperatorAttempt(ctx, id, at, 5, lockFor)
-		var locked *store.ErrLocked
-		if !errors.As(err, &locked) || !locked.Until.Equal(until) {
-			t.Fatalf("attempt at %v while locked: %v", at, err)
-		}
-		if o := lcOperator(t, s, "ops@example"); o.FailedAttempts != 5 {
-			t.Fatalf("a locked attempt was counted: %d", o.FailedAttempts)
+	n, err := s.UnlockOperator(ctx, "ops@example")
+	if err != nil || n != 3 {
+		t.Fatalf("unlock: %d, %v; want 3 networks", n, err)
+	}
+	for _, network := range []string{"192.0.2.1", "192.0.2.2", "2001:db8::/64"} {
+		if w := lcAttempt(t, s, lcConsole, "ops@example", network, now); w != 0 {
+			t.Errorf("after the unlock, %s waits %v", network, w)
 		}
 	}
-	// After the lock: one more attempt is checked and locks again, for longer.
-	later := until.Add(time.Second)
-	if err := s.BeginOperatorAttempt(ctx, id, later, 5, lockFor); err != nil {
-		t.Fatalf("attempt after the lock: %v", err)
+	if w := lcAttempt(t, s, lcConsole, "other@example", "192.0.2.1", now); w == 0 {
+		t.Error("unlocking one account unlocked another")
 	}
-	var locked *store.ErrLocked
-	if err := s.BeginOperatorAttempt(ctx, id, later, 5, lockFor); !errors.As(err, &locked) || !locked.Until.Equal(later.Add(lcLockFor(6))) {
-		t.Fatalf("attempt after the sixth failure: %v", err)
+	trail := lcTrail(t, s, "")
+	if len(trail) == 0 || trail[0].Action != "operator.unlocked" || trail[0].Actor != "cli" ||
+		trail[0].Detail["operator"] != "ops@example" || fmt.Sprint(trail[0].Detail["networks"]) != "3" {
+		t.Errorf("audit %+v", trail[0])
 	}
-	// A success clears everything.
-	signedIn := later.Add(2 * time.Hour)
-	if err := s.SucceedOperatorAttempt(ctx, id, signedIn); err != nil {
+	// The attempts just made count again (one bucket per network); unlocking an account that is
+	// not held back anywhere is fine; an unknown one is not found.
+	if n, err := s.UnlockOperator(ctx, "ops@example"); err != nil || n != 3 {
+		t.Errorf("second unlock: %d, %v", n, err)
+	}
+	if n, err := s.UnlockOperator(ctx, "ops@example"); err != nil || n != 0 {
+		t.Errorf("third unlock: %d, %v", n, err)
+	}
+	if _, err := s.UnlockOperator(ctx, "nobody@example"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown operator: %v", err)
+	}
+	// A sign-in is recorded.
+	id := lcOperator(t, s, "ops@example").ID
+	if err := s.RecordOperatorSignIn(ctx, id, now); err != nil {
 		t.Fatal(err)
 	}
-	o := lcOperator(t, s, "ops@example")
-	if o.FailedAttempts != 0 || o.LockedUntil != nil || o.LastLoginAt == nil || !o.LastLoginAt.Equal(signedIn) {
-		t.Errorf("after success %+v", o)
-	}
-	if err := s.BeginOperatorAttempt(ctx, id, signedIn, 5, lockFor); err != nil {
-		t.Errorf("attempt after success: %v", err)
-	}
-	if err := s.BeginOperatorAttempt(ctx, 999999, now, 5, lockFor); err == nil {
-		t.Error("an attempt for an unknown operator was accepted")
-	}
-}
-
-// Parallel guesses must not outrun the lock: of many simultaneous attempts, at most freeAttempts
-// get their password checked.
-func TestOperatorAttemptsInParallel(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	const freeAttempts, parallel, rounds = 5, 20, 5
-	for round := range rounds {
-		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
-			t.Parallel()
-			s := newStore(t, keyring(t))
-			if _, err := s.UpsertOperator(ctx, "ops@example", "h"); err != nil {
-				t.Fatal(err)
-			}
-			id := lcOperator(t, s, "ops@example").ID
-			now := time.Now()
-			// wave runs parallel attempts at once and reports how many were let through.
-			wave := func(at time.Time) int {
-				start := make(chan struct{})
-				var (
-					wg              sync.WaitGroup
-					mu              sync.Mutex
-					through, refuse int
-				)
-				for range parallel {
-					wg.Go(func() {
-						<-start
-						err := s.BeginOperatorAttempt(ctx, id, at, freeAttempts, lcLockFor)
-						var locked *store.ErrLocked
-						mu.Lock()
-						defer mu.Unlock()
-						switch {
-						case err == nil:
-							through++
-						case errors.As(err, &locked):
-							refuse++
-						default:
-							t.Error(err)
-						}
-					})
-				}
-				close(start)
-				wg.Wait()
-				if through+refuse != parallel {
-					t.Fatalf("%d let through + %d refused of %d", through, refuse, parallel)
-				}
-				return through
-			}
-			if n := wave(now); n != freeAttempts {
-				t.Errorf("%d of %d parallel attempts were let through, want exactly %d", n, parallel, freeAttempts)
-			}
-			o := lcOperator(t, s, "ops@example")
-			if o.LockedUntil == nil || o.FailedAttempts != freeAttempts {
-				t.Fatalf("after the first wave: %+v", o)
-			}
-			// Once the lock is over, one more guess is checked and locks again.
-			if n := wave(o.LockedUntil.Add(time.Second)); n != 1 {
-				t.Errorf("after the lock: %d of %d parallel attempts were let through, want 1", n, parallel)
-			}
-			if o := lcOperator(t, s, "ops@example"); o.FailedAttempts != freeAttempts+1 {
-				t.Errorf("after the second wave: %d failures, want %d", o.FailedAttempts, freeAttempts+1)
-			}
-		})
+	if o := lcOperator(t, s, "ops@example"); o.LastLoginAt == nil || !o.LastLoginAt.Equal(now) {
+		t.Errorf("last sign-in %v", o.LastLoginAt)
 	}
 }
 

@@ -189,7 +189,7 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time, batch int) (flo
 		return flows, 0, fmt.Errorf("sweep sessions: %w", err)
 	}
 	sessions = tag.RowsAffected()
-	// Console sessions and the counters of rate-limit windows long over go the same way; they
+	// Console sessions and rate-limit buckets that leaked empty long ago go the same way; they
 	// are few, so they are not counted.
 	if _, err := s.relaxed.Exec(ctx, `
 		DELETE FROM operator_sessions WHERE id_hash IN (
@@ -197,9 +197,10 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time, batch int) (flo
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, now, batch); err != nil {
 		return flows, sessions, fmt.Errorf("sweep console sessions: %w", err)
 	}
+	// Every rate-limit bucket has leaked empty a day after its last attempt.
 	if _, err := s.relaxed.Exec(ctx, `
-		DELETE FROM attempt_limits WHERE bucket IN (
-			SELECT bucket FROM attempt_limits WHERE window_start <= $1::timestamptz - interval '1 day'
+		DELETE FROM attempt_buckets WHERE (scope, subject, network) IN (
+			SELECT scope, subject, network FROM attempt_buckets WHERE updated_at <= $1::timestamptz - interval '1 day'
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, now, batch); err != nil {
 		return flows, sessions, fmt.Errorf("sweep rate-limit counters: %w", err)
 	}

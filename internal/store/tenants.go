@@ -257,3 +257,15 @@ func ValidTenantID(id string) bool {
 	}
 	return true
 }
+
+// ClientIDInUse reports whether any school's stored credentials use clientID. One platform
+// application usually has one client id for every school, so a client id in use is a right one:
+// when the platform refuses pasted credentials without saying which part, it was the password.
+// The client id is not secret (every sign-in's authorize URL carries it).
+func (s *Store) ClientIDInUse(ctx context.Context, clientID string) (bool, error) {
+	var inUse bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenant_credentials WHERE client_id = $1)`, clientID).Scan(&inUse); err != nil {
+		return false, fmt.Errorf("client id in use: %w", err)
+	}
+	return inUse, nil
+}

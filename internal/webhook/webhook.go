@@ -252,17 +252,19 @@ func required(name string, v *string, max int) (string, error) {
 }
 
 // optional returns an informational field, trimmed, cut to max bytes (on a rune boundary) and
-// without control characters: it is only ever shown to operators.
+// without control characters or format characters (Unicode category Cf: bidirectional overrides
+// and isolates, zero-width characters, ...), the rule the launch context follows too: it is only
+// ever shown to operators, and a shown name must not lie about its order or hide characters.
 func optional(v *string, max int) string {
 	if v == nil {
 		return ""
 	}
-	s := strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+	s := strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
 			return -1
 		}
 		return r
-	}, strings.TrimSpace(*v))
+	}, *v))
 	if len(s) > max {
 		s = s[:max]
 		for !utf8.ValidString(s) { // cut inside the last rune: drop its bytes

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/untis-partner/server/internal/store"
@@ -446,6 +447,17 @@ func TestParse(t *testing.T) {
 				e.Info.Language = "ab" + long("😀", 63)
 				return e
 			}()},
+		{name: "info: format characters (Cf) removed", body: credentials(map[string]any{
+			"schoolName": "\u202eloohcS\u202c Nord\u200b", "schoolPhoneNumber": "\u2066+43 1 234\u2069\u200d", "activatorEmail": "\ufeffjane@school.example",
+			"region": "Wien\u00ad\u2028", "host": "\u200bschool.webuntis.com"}),
+			want: func() webhook.Event {
+				e := minimal(webhook.Created)
+				e.Info.SchoolName, e.Info.SchoolPhone, e.Info.ActivatorEmail = "loohcS Nord", "+43 1 234", "jane@school.example"
+				e.Info.Region, e.Info.Host = "Wien", "school.webuntis.com"
+				return e
+			}()},
+		{name: "reasonText: format characters removed", body: deactivation(map[string]any{"reasonText": "Vertrag \u202egekündigt", "reasonType": "\u200bEND"}),
+			want: webhook.Event{Type: webhook.Deactivation, TenantID: "12345", ReasonText: "Vertrag gekündigt", ReasonType: "END"}},
 		{name: "info: control characters removed before the cut", body: credentials(map[string]any{"schoolEmail": long("\x01", 300) + long("x", 10)}),
 			want: func() webhook.Event { e := minimal(webhook.Created); e.Info.SchoolEmail = long("x", 10); return e }()},
 		{name: "reasonText cut at 1024 bytes on a rune boundary", body: deactivation(map[string]any{"reasonText": "a" + long("😀", 300), "reasonType": long("R", 300)}),
@@ -717,13 +729,25 @@ func checkParsed(t testing.TB, ev webhook.Event, err error) {
 	} else if ev.ClientID != "" || ev.Secret != "" || ev.Password != "" || ev.Info != (webhook.Info{}) {
 		t.Fatalf("%s event with credentials or info", ev.Type)
 	}
+	// An informational field is shown to operators: no format character (Unicode category Cf:
+	// bidirectional overrides, zero-width characters) and no line separator.
+	shownAsIs := func(name, s string) {
+		t.Helper()
+		for _, r := range s {
+			if unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
+				t.Fatalf("%s %q holds format character %U", name, s, r)
+			}
+		}
+	}
 	i := ev.Info
 	for name, s := range map[string]string{"host": i.Host, "country": i.Country, "region": i.Region, "language": i.Language,
 		"activatorEmail": i.ActivatorEmail, "activatorUsername": i.ActivatorUsername, "schoolEmail": i.SchoolEmail,
 		"schoolPhone": i.SchoolPhone, "schoolName": i.SchoolName, "reasonType": ev.ReasonType} {
 		bounded(name, s, 256, false)
+		shownAsIs(name, s)
 	}
 	bounded("reasonText", ev.ReasonText, 1024, false)
+	shownAsIs("reasonText", ev.ReasonText)
 }
 
 var knownFields = map[string]bool{
