@@ -219,7 +219,15 @@ type errStatus struct {
 	status int
 }
 
-func (e *errStatus) Error() string { return fmt.Sprintf("%s answered %d", e.step, e.status) }
+func (e *errStatus) Error() string {
+	if e.status == http.StatusTooManyRequests {
+		// The server limits the sign-ins one client starts (1,500 a minute by default); a load
+		// test from one address is far past that.
+		return fmt.Sprintf("%s answered %d: the server's launch limits refused it; start the server with "+
+			"LAUNCH_LIMIT_PER_CLIENT=0 LAUNCH_LIMIT_PER_SCHOOL=0 (scripts/load.sh does)", e.step, e.status)
+	}
+	return fmt.Sprintf("%s answered %d", e.step, e.status)
+}
 
 // cookieHeader is the Cookie header that sends cookies (name to value).
 func cookieHeader(cookies map[string]string) string {

@@ -210,3 +210,13 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("p50 of none = %v", got)
 	}
 }
+
+func TestRateLimitedLaunchSaysWhatToSet(t *testing.T) {
+	t.Parallel()
+	if msg := (&errStatus{"launch", http.StatusTooManyRequests}).Error(); !strings.Contains(msg, "LAUNCH_LIMIT_PER_CLIENT=0") {
+		t.Errorf("a 429 says %q", msg)
+	}
+	if msg := (&errStatus{"launch", http.StatusBadGateway}).Error(); msg != "launch answered 502" {
+		t.Errorf("a 502 says %q", msg)
+	}
+}
