@@ -94,7 +94,7 @@ func (s *Server) handleAdminLoginPost(w http.ResponseWriter, r *http.Request) {
 			// Counted for addresses without an account too: this says nothing about which exist.
 			again(http.StatusTooManyRequests, "Too many failed sign-ins to this account from your network. Please wait "+
 				waitWords(limited.RetryAfter)+" and try again; sign-ins from other networks are not affected. "+
-				"Someone with access to the server can lift this at once with: server operator unlock "+operator.NormalizeEmail(email))
+				"Someone with access to the server can lift this at once by running: server operator unlock "+operator.NormalizeEmail(email))
 			return
 		}
 		again(http.StatusTooManyRequests, "Too many sign-in attempts from your network. Please wait "+waitWords(limited.RetryAfter)+" and try again.")
