@@ -33,8 +33,8 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/static/*", s.handleStatic)
 	})
 
-	// Forms: a smaller body limit, and no state-changing request from another site (besides each
-	// form's own CSRF token).
+	// Forms: a smaller body limit, no state-changing request from another site (besides each
+	// form's own CSRF token), and no parameter the database cannot store as text (400 first).
 	r.Group(func(r chi.Router) {
 		r.Use(s.securityHeaders, limitBody(maxFormBody), s.crossOrigin.Handler, s.refuseBadText)
 		r.Post("/setup", s.handleSetupPost) // a school admin, after SSO (session CSRF token)
