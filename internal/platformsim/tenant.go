@@ -77,7 +77,7 @@ func (s *Sim) infoLocked(t *tenant) TenantInfo {
 		Status: t.status, Country: t.country, Region: t.region, Language: t.language,
 		SchoolID: t.roster.org.SourcedID, Issuer: s.Issuer(t.id),
 		Users: len(t.roster.users), Classes: len(t.roster.classes), SignedInUser: t.signedInUser,
-		Scopes:      slices.Clone(t.scopes), Interop: t.interop,
+		Scopes: slices.Clone(t.scopes), Interop: t.interop,
 		LastWebhook: t.lastResult, LastWebhookError: t.lastResultErr,
 	}
 }
