@@ -164,13 +164,13 @@ func newSSOEnv(t *testing.T) *ssoEnv {
 
 // school adds a school to the simulator and stores it as activated, with the simulator's
 // credentials, or with secret in place of its OIDC secret when given.
-func (e *ssoEnv) school(id string, o platformsim.InteropOptions, secretOverride string) string {
-	e.t.Helper()
+func (e *ssoEnv) school(t *testing.T, id string, o platformsim.InteropOptions, secretOverride string) string {
+	t.Helper()
 	if _, err := e.sim.AddTenant(platformsim.TenantSpec{ID: id, Name: "School " + id}); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := e.sim.SetInterop(id, o); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	clientID, sec, pw, _ := e.sim.Credentials(id)
 	if secretOverride != "" {
@@ -178,18 +178,18 @@ func (e *ssoEnv) school(id string, o platformsim.InteropOptions, secretOverride 
 	}
 	ctx := context.Background()
 	if err := e.store.UpsertTenant(ctx, id, store.StateActive, ""); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if _, err := e.store.AddCredentials(ctx, id, store.Credentials{ClientID: clientID, Secret: sec, Password: pw, Source: "webhook"}); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return id
 }
 
 // signIn runs a whole sign-in of the school's first teacher: Begin, the platform's authorize
 // step, Complete. It returns the authorize URL Begin sent the browser to.
-func (e *ssoEnv) signIn(tid string) (string, Identity, error) {
-	e.t.Helper()
+func (e *ssoEnv) signIn(t *testing.T, tid string) (string, Identity, error) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := e.svc.Begin(ctx, Launch{TenantID: tid, ReturnTo: "/"})
 	if err != nil {
@@ -197,26 +197,26 @@ func (e *ssoEnv) signIn(tid string) (string, Identity, error) {
 	}
 	u, _ := e.sim.UserByRole(tid, platformsim.RoleTeacher)
 	if err := e.sim.SetSignedInUser(tid, u.SourcedID); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	resp, err := e.browser.Get(st.AuthorizeURL)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	resp.Body.Close()
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), partnerBase+"/launch?") {
-		e.t.Fatalf("authorize at %s answered %d to %q", st.AuthorizeURL, resp.StatusCode, resp.Header.Get("Location"))
+		t.Fatalf("authorize at %s answered %d to %q", st.AuthorizeURL, resp.StatusCode, resp.Header.Get("Location"))
 	}
 	id, err := e.svc.Complete(ctx, st.FlowID, loc.Query())
 	return st.AuthorizeURL, id, err
 }
 
-func (e *ssoEnv) tenant(tid string) store.Tenant {
-	e.t.Helper()
+func (e *ssoEnv) tenant(t *testing.T, tid string) store.Tenant {
+	t.Helper()
 	tn, err := e.store.Tenant(context.Background(), tid)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return tn
 }
@@ -248,8 +248,8 @@ func TestSignInAtDiscoveredEndpoints(t *testing.T) {
 		{"other paths and basic only", platformsim.InteropOptions{AlternativeEndpoints: true, BasicAuthOnly: true}, "/auth", "/oauth/token", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tid := e.school(string(rune('1'+i))+"101", tc.o, "")
-			authURL, id, err := e.signIn(tid)
+			tid := e.school(t, string(rune('1'+i))+"101", tc.o, "")
+			authURL, id, err := e.signIn(t, tid)
 			if err != nil {
 				t.Fatalf("sign-in: %v", err)
 			}
@@ -293,13 +293,13 @@ func TestDiscoveryFallbackAndRefusals(t *testing.T) {
 	}
 
 	t.Run("fields missing", func(t *testing.T) {
-		tid := e.school("2201", platformsim.InteropOptions{}, "")
+		tid := e.school(t, "2201", platformsim.InteropOptions{}, "")
 		e.proxy.setRewrite(tid, func(doc map[string]any) {
 			delete(doc, "authorization_endpoint")
 			delete(doc, "token_endpoint")
 			delete(doc, "token_endpoint_auth_methods_supported")
 		})
-		authURL, _, err := e.signIn(tid)
+		authURL, _, err := e.signIn(t, tid)
 		if err != nil {
 			t.Fatalf("sign-in: %v", err)
 		}
@@ -312,7 +312,7 @@ func TestDiscoveryFallbackAndRefusals(t *testing.T) {
 	})
 
 	t.Run("unreachable", func(t *testing.T) {
-		tid := e.school("2202", platformsim.InteropOptions{}, "")
+		tid := e.school(t, "2202", platformsim.InteropOptions{}, "")
 		e.proxy.setDown(tid, true)
 		st, err := e.svc.Begin(ctx, Launch{TenantID: tid, ReturnTo: "/"})
 		if err != nil {
@@ -324,7 +324,7 @@ func TestDiscoveryFallbackAndRefusals(t *testing.T) {
 		// Back up: the next sign-in (after the few seconds a failure is remembered) works.
 		e.proxy.setDown(tid, false)
 		e.sim.Advance(discoveryRetryAfter + time.Second)
-		if _, _, err := e.signIn(tid); err != nil {
+		if _, _, err := e.signIn(t, tid); err != nil {
 			t.Fatalf("sign-in once discovery is back: %v", err)
 		}
 	})
@@ -350,7 +350,7 @@ func TestDiscoveryFallbackAndRefusals(t *testing.T) {
 		{"wrong issuer", func(d map[string]any) { d["issuer"] = "https://evil.example" }, "discovery_failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tid := e.school(string(rune('a'+i))+"2203", platformsim.InteropOptions{}, "")
+			tid := e.school(t, string(rune('a'+i))+"2203", platformsim.InteropOptions{}, "")
 			e.proxy.setRewrite(tid, tc.edit)
 			_, err := e.svc.Begin(ctx, Launch{TenantID: tid, ReturnTo: "/"})
 			var se *Error
@@ -371,11 +371,11 @@ func TestDiscoveryFallbackAndRefusals(t *testing.T) {
 	}
 
 	t.Run("both methods listed", func(t *testing.T) {
-		tid := e.school("2204", platformsim.InteropOptions{}, "")
+		tid := e.school(t, "2204", platformsim.InteropOptions{}, "")
 		e.proxy.setRewrite(tid, func(d map[string]any) {
 			d["token_endpoint_auth_methods_supported"] = []string{"private_key_jwt", "client_secret_basic", "client_secret_post"}
 		})
-		if _, _, err := e.signIn(tid); err != nil {
+		if _, _, err := e.signIn(t, tid); err != nil {
 			t.Fatal(err)
 		}
 		if tr := e.proxy.lastToken(t); tr.basic || !tr.form.Has("client_secret") {
@@ -393,14 +393,14 @@ func TestOIDCSecretRefused(t *testing.T) {
 	e := newSSOEnv(t)
 	ctx := context.Background()
 	const wrongSecret = "an-outdated-oidc-secret-0123456789"
-	tid := e.school("3301", platformsim.InteropOptions{}, wrongSecret)
+	tid := e.school(t, "3301", platformsim.InteropOptions{}, wrongSecret)
 
-	_, _, err := e.signIn(tid)
+	_, _, err := e.signIn(t, tid)
 	var se *Error
 	if !errors.As(err, &se) || se.Reason != "client_rejected" || se.Kind != KindMisconfigured {
 		t.Fatalf("sign-in with a wrong OIDC secret: %v, want client_rejected", err)
 	}
-	tn := e.tenant(tid)
+	tn := e.tenant(t, tid)
 	if tn.CredentialsFailingSince == nil || !strings.HasPrefix(tn.CredentialsFailureReason, "the OIDC secret was refused") ||
 		!strings.Contains(tn.CredentialsFailureReason, "401 invalid_client") {
 		t.Fatalf("failing mark %v %q", tn.CredentialsFailingSince, tn.CredentialsFailureReason)
@@ -414,7 +414,7 @@ func TestOIDCSecretRefused(t *testing.T) {
 	if _, err := platform.Collect(e.platform.For(tid).Schools(ctx, platform.ListOptions{})); err != nil {
 		t.Fatalf("OneRoster with the password: %v", err)
 	}
-	if tn := e.tenant(tid); tn.CredentialsFailingSince == nil {
+	if tn := e.tenant(t, tid); tn.CredentialsFailingSince == nil {
 		t.Error("a client-credentials success cleared the OIDC secret mark")
 	}
 	e.logs.AssertNoSecrets(t, wrongSecret)
@@ -422,29 +422,29 @@ func TestOIDCSecretRefused(t *testing.T) {
 	// A second school: the platform refuses the client once (unauthorized_client), then
 	// accepts it. The success clears the mark; a replayed code (invalid_grant) is still
 	// code_rejected and marks nothing.
-	tid2 := e.school("3302", platformsim.InteropOptions{}, "")
+	tid2 := e.school(t, "3302", platformsim.InteropOptions{}, "")
 	if err := e.sim.FailNextTokenRequests(tid2, 1, http.StatusBadRequest, "unauthorized_client"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.signIn(tid2); !errors.As(err, &se) || se.Reason != "client_rejected" {
+	if _, _, err := e.signIn(t, tid2); !errors.As(err, &se) || se.Reason != "client_rejected" {
 		t.Fatalf("unauthorized_client: %v", err)
 	}
-	if tn := e.tenant(tid2); tn.CredentialsFailingSince == nil {
+	if tn := e.tenant(t, tid2); tn.CredentialsFailingSince == nil {
 		t.Fatal("unauthorized_client did not mark the credentials")
 	}
-	if _, _, err := e.signIn(tid2); err != nil {
+	if _, _, err := e.signIn(t, tid2); err != nil {
 		t.Fatalf("sign-in after the platform accepts the client again: %v", err)
 	}
-	if tn := e.tenant(tid2); tn.CredentialsFailingSince != nil || tn.CredentialsFailureReason != "" {
+	if tn := e.tenant(t, tid2); tn.CredentialsFailingSince != nil || tn.CredentialsFailureReason != "" {
 		t.Errorf("a successful code exchange left the mark: %v %q", tn.CredentialsFailingSince, tn.CredentialsFailureReason)
 	}
 	if err := e.sim.FailNextTokenRequests(tid2, 1, http.StatusBadRequest, "invalid_grant"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.signIn(tid2); !errors.As(err, &se) || se.Reason != "code_rejected" {
+	if _, _, err := e.signIn(t, tid2); !errors.As(err, &se) || se.Reason != "code_rejected" {
 		t.Fatalf("invalid_grant: %v, want code_rejected", err)
 	}
-	if tn := e.tenant(tid2); tn.CredentialsFailingSince != nil {
+	if tn := e.tenant(t, tid2); tn.CredentialsFailingSince != nil {
 		t.Error("a refused code marked the credentials failing")
 	}
 
@@ -452,10 +452,10 @@ func TestOIDCSecretRefused(t *testing.T) {
 	if _, err := e.store.MarkCredentialsFailing(ctx, tid2, 1, "a freshly fetched token was refused with 401", e.sim.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.signIn(tid2); err != nil {
+	if _, _, err := e.signIn(t, tid2); err != nil {
 		t.Fatal(err)
 	}
-	if tn := e.tenant(tid2); tn.CredentialsFailingSince == nil {
+	if tn := e.tenant(t, tid2); tn.CredentialsFailingSince == nil {
 		t.Error("a sign-in cleared the mark of a refused password")
 	}
 }
@@ -468,9 +468,9 @@ func TestKeyRotationAndRemoval(t *testing.T) {
 	t.Parallel()
 	e := newSSOEnv(t)
 	ctx := context.Background()
-	tid := e.school("4401", platformsim.InteropOptions{}, "")
+	tid := e.school(t, "4401", platformsim.InteropOptions{}, "")
 	jwksFetches := func() int { return e.sim.Stats().JWKSFetches["/WebUntis/api/sso/v3/"+tid+"/jwks"] }
-	if _, _, err := e.signIn(tid); err != nil {
+	if _, _, err := e.signIn(t, tid); err != nil {
 		t.Fatal(err)
 	}
 	// An id_token of the first key, obtained directly from the platform.
@@ -480,7 +480,7 @@ func TestKeyRotationAndRemoval(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.sim.Advance(time.Second)
-	if _, _, err := e.signIn(tid); err != nil {
+	if _, _, err := e.signIn(t, tid); err != nil {
 		t.Fatalf("sign-in right after the rotation: %v", err)
 	}
 	if n := jwksFetches(); n != 2 {
@@ -513,7 +513,7 @@ func TestKeyRotationAndRemoval(t *testing.T) {
 		t.Fatalf("removed key after the refresh: %v, want errUnknownKey", err)
 	}
 	// Sign-ins with the current key go on.
-	if _, _, err := e.signIn(tid); err != nil {
+	if _, _, err := e.signIn(t, tid); err != nil {
 		t.Fatal(err)
 	}
 }
