@@ -129,8 +129,8 @@ func New(cfg Config) (*Service, error) {
 	}, nil
 }
 
-// Issuer is the school's issuer: {UNTIS_API_URL}/WebUntis/api/sso/v3/{tenantId}. Its authorize
-// and token endpoints are below it.
+// Issuer is the school's issuer: {UNTIS_API_URL}/WebUntis/api/sso/v3/{tenantId}. The platform
+// documents its authorize and token endpoints below it; its discovery may name others.
 func (s *Service) Issuer(tenantID string) string { return s.api + "/WebUntis/api/sso/v3/" + tenantID }
 
 // oauthConfig is the school's OAuth client at the endpoints its discovery names (e), with the
