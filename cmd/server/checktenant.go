@@ -35,7 +35,8 @@ func openPlatform(ctx context.Context, getenv func(string) string, stderr io.Wri
 // checkTenant is the operator's question "does this school's connection to the platform work?":
 // it fetches a client-credentials token with the stored credentials and reads the school and
 // its users from OneRoster, saying which step failed and why. It records the outcome like any
-// call would: a refusal marks the credentials failing, a success clears the mark.
+// call would: a refusal marks the credentials failing, a success clears the mark, except a mark
+// that the OIDC secret was refused (only a sign-in uses, and so proves, the secret).
 func checkTenant(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: server check-tenant TENANT_ID")
@@ -78,6 +79,9 @@ func checkTenant(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("the platform at %s refused or failed: %w", cfg.UntisAPIURL, err)
 	}
 	fmt.Fprintf(stdout, "token and OneRoster: ok (%s)\n", time.Since(start).Round(time.Millisecond))
+	if tn.CredentialsFailingSince != nil && strings.HasPrefix(tn.CredentialsFailureReason, store.OIDCSecretRefused) {
+		fmt.Fprintln(stdout, "note: the password works, but the OIDC secret stays marked as refused until a user's sign-in succeeds with it (only a sign-in uses the secret); if it keeps failing, the school's credentials need a reset in the Untis Platform")
+	}
 	for _, s := range schools {
 		fmt.Fprintf(stdout, "school: %s (%s, sourcedId %s)\n", s.Name, s.Type, s.SourcedID)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/platformsim"
@@ -75,6 +76,19 @@ func TestCheckTenant(t *testing.T) {
 	}
 	if tn, _ := st.Tenant(ctx, "5001"); tn.CredentialsFailingSince != nil {
 		t.Error("the success did not clear the mark")
+	}
+
+	// A sign-in found the OIDC secret refused: the check proves the password only, says so, and
+	// leaves that mark.
+	if ok, err := st.MarkCredentialsFailing(ctx, "5001", 2, store.OIDCSecretRefused+": the token endpoint answered 401 invalid_client", time.Now()); !ok || err != nil {
+		t.Fatalf("mark: %v %v", ok, err)
+	}
+	out, err = check("5001")
+	if err != nil || !strings.Contains(out, "the OIDC secret was refused") || !strings.Contains(out, "OIDC secret stays marked as refused") {
+		t.Errorf("check-tenant with the OIDC secret marked: %v\n%s", err, out)
+	}
+	if tn, _ := st.Tenant(ctx, "5001"); tn.CredentialsFailingSince == nil {
+		t.Error("check-tenant cleared the mark of the OIDC secret, which it does not prove")
 	}
 
 	for tenantID, want := range map[string]string{

@@ -147,6 +147,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		platformClients.Listen(background, signIn.ChangeHandler())
 	})
 	wg.Go(func() { sessions.RunSweeper(background, sweepInterval) })
+	wg.Go(func() { signIn.RefreshKeys(background) })
 	defer func() {
 		stopBackground()
 		wg.Wait()

@@ -134,7 +134,7 @@ func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	level := slog.LevelWarn
-	if e.Kind == sso.KindUnavailable {
+	if e.Kind == sso.KindUnavailable || e.Kind == sso.KindMisconfigured {
 		level = slog.LevelError
 	}
 	attrs := []slog.Attr{
@@ -169,6 +169,11 @@ func explain(e *sso.Error) (int, string, string) {
 			"The sign-in was started more than 10 minutes ago. Open the app again from WebUntis."
 	case sso.KindPlatformError:
 		return explainPlatformError(e.Code)
+	case sso.KindMisconfigured:
+		// Not a security warning: nobody attacked the user, the school's connection is wrong
+		// (typically a wrong or outdated OIDC secret), and someone other than the user can fix it.
+		return http.StatusFailedDependency, "This app's connection to your school needs attention",
+			"The connection between your school's WebUntis and this app is not set up correctly at the moment, so you could not be signed in. Nothing is wrong with your account and you did nothing wrong. Your school's WebUntis administrator or the provider of this app can fix it (for example by resetting the app's credentials in the Untis Platform); please tell one of them, quoting the reference below."
 	case sso.KindRejected:
 		return http.StatusForbidden, "Sign-in could not be verified",
 			"The answer from WebUntis did not pass our security checks, so you were not signed in. Open the app again from WebUntis; if this keeps happening, contact support and quote the reference below."

@@ -19,6 +19,11 @@ func (s *Sim) controlRoutes(r chi.Router) {
 	r.Get("/tenants/{tenantID}/users", s.apiUsers)
 	r.Post("/tenants/{tenantID}/signed-in-user", s.apiSignedInUser)
 	r.Post("/tenants/{tenantID}/revoke-tokens", s.apiRevokeTokens)
+	r.Get("/tenants/{tenantID}/interop", s.apiGetInterop)
+	r.Post("/tenants/{tenantID}/interop", s.apiSetInterop)
+	r.Get("/signing-keys", s.apiSigningKeys)
+	r.Post("/signing-keys/rotate", s.apiRotateSigningKey)
+	r.Post("/signing-keys/remove-old", s.apiRemoveOldSigningKeys)
 	r.Post("/tenants/{tenantID}/{action}", s.apiAction)
 	r.Post("/faults", s.apiFault)
 	r.Delete("/faults", s.apiClearFaults)
@@ -152,7 +157,7 @@ func (s *Sim) apiAction(w http.ResponseWriter, r *http.Request) {
 // faultRequest names a fault for POST /sim/api/faults.
 type faultRequest struct {
 	// Fault is one of: id_token (with Kind), api, token, token_delay,
-	// authorize, revoke_tokens, rotate_signing_key, clear; or an id_token
+	// authorize, revoke_tokens, rotate_signing_key, remove_old_signing_keys, clear; or an id_token
 	// fault name directly (e.g. "wrong_nonce").
 	Fault    string `json:"fault"`
 	TenantID string `json:"tenantId"`
@@ -193,6 +198,8 @@ func (s *Sim) apiFault(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
 			return
 		}
+	case "remove_old_signing_keys":
+		s.RemoveOldSigningKeys()
 	case "clear":
 		s.ClearFaults()
 	default:
@@ -259,4 +266,68 @@ func (s *Sim) apiSignWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	auth, alg := s.SignWebhook(body)
 	writeJSON(w, http.StatusOK, map[string]string{"authorization": auth, "algorithm": alg})
+}
+
+func (s *Sim) apiGetInterop(w http.ResponseWriter, r *http.Request) {
+	o, ok := s.Interop(chi.URLParam(r, "tenantID"))
+	if !ok {
+		writeAPIError(w, http.StatusNotFound, ErrUnknownTenant.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+// apiSetInterop changes the switches the body names and keeps the others:
+// {"alternativeEndpoints": true} or {"basicAuthOnly": false}. It answers with all of them.
+func (s *Sim) apiSetInterop(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	var body struct {
+		AlternativeEndpoints *bool `json:"alternativeEndpoints"`
+		BasicAuthOnly        *bool `json:"basicAuthOnly"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	o, ok := s.Interop(tid)
+	if !ok {
+		writeAPIError(w, http.StatusNotFound, ErrUnknownTenant.Error())
+		return
+	}
+	if body.AlternativeEndpoints != nil {
+		o.AlternativeEndpoints = *body.AlternativeEndpoints
+	}
+	if body.BasicAuthOnly != nil {
+		o.BasicAuthOnly = *body.BasicAuthOnly
+	}
+	if err := s.SetInterop(tid, o); err != nil {
+		writeControlErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Sim) apiSigningKeys(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.SigningKeys())
+}
+
+// apiRotateSigningKey signs with a new key from now on: {"keepOld": false} also drops the old
+// keys from the JWKS at once; by default they stay published (a graceful rotation).
+func (s *Sim) apiRotateSigningKey(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		KeepOld *bool `json:"keepOld"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	keep := body.KeepOld == nil || *body.KeepOld
+	if _, err := s.RotateSigningKey(keep); err != nil {
+		writeAPIError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, s.SigningKeys())
+}
+
+func (s *Sim) apiRemoveOldSigningKeys(w http.ResponseWriter, r *http.Request) {
+	s.RemoveOldSigningKeys()
+	writeJSON(w, http.StatusOK, s.SigningKeys())
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,8 +51,9 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	t := s.tenants[tid]
 	var scopes []string
+	var o InteropOptions
 	if t != nil {
-		scopes = t.scopes
+		scopes, o = t.scopes, t.interop
 	}
 	s.stats.discovery[statTenant(t)]++
 	s.mu.Unlock()
@@ -68,8 +70,8 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, discoveryDoc{
 		Issuer:                            iss,
-		AuthorizationEndpoint:             iss + "/authorize",
-		TokenEndpoint:                     iss + "/token",
+		AuthorizationEndpoint:             iss + o.authorizePath(),
+		TokenEndpoint:                     iss + o.tokenPath(),
 		JWKSURI:                           iss + "/jwks",
 		ResponseTypesSupported:            []string{"code"},
 		ResponseModesSupported:            []string{"query"},
@@ -77,7 +79,7 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		IDTokenSigningAlgValuesSupported:  algs,
 		ScopesSupported:                   scopes,
 		GrantTypesSupported:               []string{GrantAuthorizationCode, GrantClientCredentials},
-		TokenEndpointAuthMethodsSupported: []string{"client_secret_post", "client_secret_basic"},
+		TokenEndpointAuthMethodsSupported: o.authMethods(),
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "jti"},
 	})
@@ -98,7 +100,7 @@ func (s *Sim) handleJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "max-age=300")
+	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(int(JWKSMaxAge/time.Second)))
 	_, _ = w.Write(s.keys.Load().jwks)
 }
 

@@ -91,11 +91,69 @@ func (s *Sim) handleHome(w http.ResponseWriter, r *http.Request) {
 		CredentialsURL, DeactivationURL, PartnerLogout string
 		Flash                                          string
 		Schools                                        []schoolView
+		Keys                                           SigningKeys
+		AltAuthorizePath, AltTokenPath                 string
 	}{
 		s.BaseURL(), partner, s.RedirectURI(), s.WebhookPublicKey(),
 		partner + s.credentialsPath, partner + s.deactivationPath, partner + "/logout",
-		r.URL.Query().Get("msg"), schools,
+		r.URL.Query().Get("msg"), schools, s.SigningKeys(), AltAuthorizePath, AltTokenPath,
 	})
+}
+
+// handleInteropToggle flips one of a school's "behave like another OP" switches:
+// form fields setting (alternative-endpoints or basic-auth-only) and on (true or false).
+func (s *Sim) handleInteropToggle(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	_ = r.ParseForm()
+	o, ok := s.Interop(tid)
+	if !ok {
+		s.errorPage(w, http.StatusNotFound, "Not found", ErrUnknownTenant.Error())
+		return
+	}
+	on := r.PostForm.Get("on") == "true"
+	var msg string
+	switch r.PostForm.Get("setting") {
+	case "alternative-endpoints":
+		o.AlternativeEndpoints = on
+		msg = "The school's discovery now names " + s.Issuer(tid) + o.authorizePath() + " and " + o.tokenPath() + "."
+		if on {
+			msg += " The documented /authorize and /token answer 404 for it."
+		}
+	case "basic-auth-only":
+		o.BasicAuthOnly = on
+		msg = "The school's token endpoint accepts " + strings.Join(o.authMethods(), " and ") + "."
+	default:
+		s.errorPage(w, http.StatusBadRequest, "Unknown setting", "Pick alternative-endpoints or basic-auth-only.")
+		return
+	}
+	if err := s.SetInterop(tid, o); err != nil {
+		s.errorPage(w, http.StatusNotFound, "Not found", err.Error())
+		return
+	}
+	backHome(w, r, tid, msg)
+}
+
+// handleSigningKeyAction rotates the id_token signing key (the old one stays in the JWKS) or
+// removes the old keys from the JWKS.
+func (s *Sim) handleSigningKeyAction(w http.ResponseWriter, r *http.Request) {
+	var msg string
+	switch chi.URLParam(r, "action") {
+	case "rotate":
+		kid, err := s.RotateSigningKey(true)
+		if err != nil {
+			s.errorPage(w, http.StatusInternalServerError, "Rotation failed", err.Error())
+			return
+		}
+		msg = "New id_tokens are signed with key " + kid + "; the old keys stay in the JWKS until you remove them."
+	case "remove-old":
+		n := s.RemoveOldSigningKeys()
+		msg = fmt.Sprintf("Removed %d old key(s) from the JWKS: id_tokens signed with them no longer verify.", n)
+	default:
+		s.errorPage(w, http.StatusNotFound, "Not found", "No such signing key action.")
+		return
+	}
+	http.Redirect(w, r, "/?msg="+url.QueryEscape(msg)+"#signing-keys", http.StatusSeeOther)
 }
 
 // backHome answers a page form with a redirect to the school's card.

@@ -29,11 +29,15 @@ func (s *Sim) routes() http.Handler {
 		r.Use(middleware.StripSlashes)
 		r.Get("/.well-known/openid-configuration", s.handleDiscovery)
 		r.Get("/jwks", s.handleJWKS)
-		r.Get("/authorize", s.handleAuthorize)
+		r.Get("/authorize", s.atPath(false, s.handleAuthorize))
 		// The user picker posts back to the authorize URL; a cross-origin
 		// post must not be able to sign someone in.
-		r.With(crossOriginProtection).Post("/authorize", s.handlePickUser)
-		r.Post("/token", s.handleToken)
+		r.With(crossOriginProtection).Post("/authorize", s.atPath(false, s.handlePickUser))
+		r.Post("/token", s.atPath(false, s.handleToken))
+		// A school that behaves like another OP (SetInterop) has them here.
+		r.Get(AltAuthorizePath, s.atPath(true, s.handleAuthorize))
+		r.With(crossOriginProtection).Post(AltAuthorizePath, s.atPath(true, s.handlePickUser))
+		r.Post(AltTokenPath, s.atPath(true, s.handleToken))
 	})
 
 	r.Route(oneRosterPrefix, s.oneRosterRoutes)
@@ -49,6 +53,8 @@ func (s *Sim) routes() http.Handler {
 		r.Post("/sim/tenants/{tenantID}/signin", s.handleSignIn)
 		r.Post("/sim/tenants/{tenantID}/signout", s.handleSignOut)
 		r.Post("/sim/tenants/{tenantID}/launch", s.handleLaunch)
+		r.Post("/sim/tenants/{tenantID}/interop", s.handleInteropToggle)
+		r.Post("/sim/signing-keys/{action}", s.handleSigningKeyAction)
 		r.Post("/sim/tenants/{tenantID}/{action}", s.handlePageAction)
 		r.Route("/sim/api", s.controlRoutes)
 	})

@@ -37,6 +37,7 @@ type tenant struct {
 	signedInUser               string
 	tokenEpoch                 uint64   // bumped by RevokeTokens; older tokens are dead
 	scopes                     []string // what the application may ask for (PAM permissions)
+	interop                    InteropOptions
 	roster                     *roster
 	lastWebhook                *sentWebhook
 	lastResult                 *WebhookResult
@@ -62,6 +63,8 @@ type TenantInfo struct {
 	SignedInUser string `json:"signedInUser,omitempty"`
 	// Scopes are the scopes the application is allowed at this school.
 	Scopes []string `json:"scopes"`
+	// Interop are the school's "behave like another OP" switches.
+	Interop InteropOptions `json:"interop"`
 	// LastWebhook is the partner's answer to the last webhook sent for
 	// this tenant, if any; LastWebhookError says why delivery failed.
 	LastWebhook      *WebhookResult `json:"lastWebhook,omitempty"`
@@ -74,7 +77,7 @@ func (s *Sim) infoLocked(t *tenant) TenantInfo {
 		Status: t.status, Country: t.country, Region: t.region, Language: t.language,
 		SchoolID: t.roster.org.SourcedID, Issuer: s.Issuer(t.id),
 		Users: len(t.roster.users), Classes: len(t.roster.classes), SignedInUser: t.signedInUser,
-		Scopes:      slices.Clone(t.scopes),
+		Scopes: slices.Clone(t.scopes), Interop: t.interop,
 		LastWebhook: t.lastResult, LastWebhookError: t.lastResultErr,
 	}
 }

@@ -124,7 +124,7 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fail, failing := takeFailLocked(s.faults.token, tid)
-	creds := tenantCreds{t.clientID, t.secret, t.password, t.credentialsUsable(), t.scopes}
+	creds := tenantCreds{t.clientID, t.secret, t.password, t.credentialsUsable(), t.scopes, t.interop.BasicAuthOnly}
 	s.mu.Unlock()
 
 	if failing {
@@ -151,6 +151,7 @@ type tenantCreds struct {
 	clientID, secret, password string
 	usable                     bool
 	scopes                     []string
+	basicOnly                  bool // only client_secret_basic is accepted (InteropOptions)
 }
 
 // clientAuth returns the client's id and secret from HTTP Basic (whose
@@ -171,6 +172,19 @@ func unescapeCred(s string) string {
 
 func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, creds tenantCreds) {
 	id, secret, basic := clientAuth(r)
+	if basic && r.Form.Has("client_secret") {
+		// RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in
+		// each request."
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request",
+			"the client authenticated twice (HTTP Basic and client_secret in the body)")
+		return
+	}
+	if creds.basicOnly && !basic {
+		// What the discovery document says: token_endpoint_auth_methods_supported lists only
+		// client_secret_basic, so a client_secret_post is no client authentication at all.
+		writeInvalidClient(w, true, "this token endpoint accepts only client_secret_basic")
+		return
+	}
 	if id != creds.clientID || !equalConstantTime(secret, creds.secret) || !creds.usable {
 		writeInvalidClient(w, basic, "client authentication failed (authorization_code needs the OIDC secret)")
 		return

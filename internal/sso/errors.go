@@ -27,6 +27,11 @@ const (
 	KindRejected
 	// KindUnavailable: the platform could not be reached or failed.
 	KindUnavailable
+	// KindMisconfigured: the school's connection to the app needs attention from the app's
+	// operator or the school's WebUntis administrator: the platform refused the OIDC secret, or
+	// the school's discovery names endpoints off UNTIS_API_URL or no client authentication the
+	// app can do. Not the user's fault, and not an attack on them.
+	KindMisconfigured
 )
 
 // Error is a sign-in failure. Reason is a short, fixed word for logs and metrics (never a value

@@ -10,6 +10,7 @@ type ssoMetrics struct {
 	duration    *metrics.Histogram
 	discovery   *metrics.CounterVec
 	jwksFetches *metrics.Counter
+	jwksRefresh *metrics.CounterVec
 }
 
 func newMetrics(r *metrics.Registry) ssoMetrics {
@@ -20,7 +21,10 @@ func newMetrics(r *metrics.Registry) ssoMetrics {
 		duration: r.NewHistogram("sso_login_duration_seconds",
 			"Time to complete a sign-in callback: code exchange, id_token check and OneRoster profile.",
 			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
-		discovery:   r.NewCounterVec("sso_discovery_fetches_total", "Fetches of schools' OpenID discovery documents.", "outcome"),
-		jwksFetches: r.NewCounter("sso_jwks_fetches_total", "Fetches of the platform's JWKS (at most one per URL per 30 s)."),
+		discovery: r.NewCounterVec("sso_discovery_fetches_total", "Fetches of schools' OpenID discovery documents.", "outcome"),
+		jwksFetches: r.NewCounter("sso_jwks_fetches_total",
+			"Fetches of the platform's JWKS: first use, an unknown key id (a key id still unknown after a fetch waits 30 s per URL), and refreshes after the JWKS's max-age."),
+		jwksRefresh: r.NewCounterVec("sso_jwks_background_refreshes_total",
+			"Background refreshes of JWKS in use whose max-age ended, by outcome.", "outcome"),
 	}
 }

@@ -36,6 +36,14 @@ const (
 	DefaultFlowTTL         = 10 * time.Minute
 	DefaultJWKSMinInterval = 30 * time.Second
 	DefaultDiscoveryTTL    = time.Hour
+	// DefaultJWKSRefreshCheck is how often the background refresh looks for key sets whose
+	// max-age is about to end.
+	DefaultJWKSRefreshCheck = 30 * time.Second
+	// jwksIdleAfter: a key set not used for this long is not refreshed in the background (its
+	// next use fetches it first), and is forgotten once no school's discovery names it.
+	jwksIdleAfter = time.Hour
+	// jwksRefreshParallel bounds the background fetches running at once.
+	jwksRefreshParallel = 4
 	// discoveryRetryAfter is how long a failed discovery is remembered before it is tried again.
 	discoveryRetryAfter = 5 * time.Second
 	maxDiscoveryBytes   = 64 << 10
@@ -61,6 +69,9 @@ type Config struct {
 	JWKSMinInterval time.Duration
 	// DiscoveryTTL is how long a school's discovery document is trusted (DefaultDiscoveryTTL).
 	DiscoveryTTL time.Duration
+	// JWKSRefreshCheck is how often RefreshKeys looks for key sets to refresh
+	// (DefaultJWKSRefreshCheck).
+	JWKSRefreshCheck time.Duration
 }
 
 // Service starts and completes sign-ins. It is safe for concurrent use; one per process.
@@ -103,6 +114,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.DiscoveryTTL <= 0 {
 		cfg.DiscoveryTTL = DefaultDiscoveryTTL
 	}
+	if cfg.JWKSRefreshCheck <= 0 {
+		cfg.JWKSRefreshCheck = DefaultJWKSRefreshCheck
+	}
 	return &Service{
 		cfg:     cfg,
 		api:     strings.TrimSuffix(cfg.APIURL.String(), "/"),
@@ -115,24 +129,38 @@ func New(cfg Config) (*Service, error) {
 	}, nil
 }
 
-// Issuer is the school's issuer: {UNTIS_API_URL}/WebUntis/api/sso/v3/{tenantId}. Its authorize
-// and token endpoints are below it.
+// Issuer is the school's issuer: {UNTIS_API_URL}/WebUntis/api/sso/v3/{tenantId}. The platform
+// documents its authorize and token endpoints below it; its discovery may name others.
 func (s *Service) Issuer(tenantID string) string { return s.api + "/WebUntis/api/sso/v3/" + tenantID }
 
-func (s *Service) oauthConfig(tenantID, clientID, secret string) *oauth2.Config {
-	iss := s.Issuer(tenantID)
+// oauthConfig is the school's OAuth client at the endpoints its discovery names (e), with the
+// client authentication it supports.
+func (s *Service) oauthConfig(e *issuerEntry, clientID, secret string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     clientID,
 		ClientSecret: secret,
-		Endpoint: oauth2.Endpoint{
-			AuthURL:  iss + "/authorize",
-			TokenURL: iss + "/token",
-			// client_secret_post, as the platform's documentation shows it.
-			AuthStyle: oauth2.AuthStyleInParams,
-		},
-		RedirectURL: s.cfg.RedirectURL,
-		Scopes:      strings.Fields(Scopes),
+		Endpoint:     oauth2.Endpoint{AuthURL: e.authURL, TokenURL: e.tokenURL, AuthStyle: e.authStyle},
+		RedirectURL:  s.cfg.RedirectURL,
+		Scopes:       strings.Fields(Scopes),
 	}
+}
+
+// documentedEndpoints are the school's endpoints as the platform's documentation builds them,
+// for a sign-in that starts while its discovery cannot be fetched.
+func (s *Service) documentedEndpoints(tenantID string) *issuerEntry {
+	iss := s.Issuer(tenantID)
+	return &issuerEntry{issuer: iss, authURL: iss + "/authorize", tokenURL: iss + "/token", authStyle: oauth2.AuthStyleInParams}
+}
+
+// discoveryFailure is the sign-in failure for a school whose discovery cannot be used.
+func discoveryFailure(tid string, err error) *Error {
+	switch {
+	case errors.Is(err, errDiscoveryUntrusted):
+		return failure(KindMisconfigured, "discovery_untrusted", tid, err)
+	case errors.Is(err, errAuthMethodUnsupported):
+		return failure(KindMisconfigured, "token_auth_unsupported", tid, err)
+	}
+	return failure(KindUnavailable, "discovery_failed", tid, err)
 }
 
 // Start is a begun sign-in: the browser keeps FlowID (in a cookie) and goes to AuthorizeURL.
@@ -157,6 +185,16 @@ func (s *Service) Begin(ctx context.Context, l Launch) (Start, error) {
 	case clientID == "":
 		return Start{}, failuref(KindSchoolInactive, "no_credentials", l.TenantID, "school has no credentials")
 	}
+	// The authorize endpoint is the one the school's discovery names. While the discovery
+	// cannot be fetched, the documented one: the user can sign in at the platform meanwhile,
+	// and the callback needs the discovery anyway (to verify the id_token).
+	iss, err := s.issuerFor(ctx, t.ID)
+	switch {
+	case errors.Is(err, errDiscoveryUnreachable):
+		iss = s.documentedEndpoints(t.ID)
+	case err != nil:
+		return Start{}, discoveryFailure(t.ID, err)
+	}
 	now := s.now()
 	st := Start{FlowID: randomString(), State: randomString(), ExpiresAt: now.Add(s.cfg.FlowTTL)}
 	nonce, verifier := randomString(), oauth2.GenerateVerifier()
@@ -167,7 +205,7 @@ func (s *Service) Begin(ctx context.Context, l Launch) (Start, error) {
 	if err != nil {
 		return Start{}, failure(KindUnavailable, "store", t.ID, err)
 	}
-	st.AuthorizeURL = s.oauthConfig(t.ID, clientID, "").AuthCodeURL(st.State,
+	st.AuthorizeURL = s.oauthConfig(iss, clientID, "").AuthCodeURL(st.State,
 		oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", nonce))
 	s.m.started.Inc()
 	return st, nil
@@ -240,7 +278,11 @@ func (s *Service) complete(ctx context.Context, flowID string, q url.Values) (Id
 	case err != nil:
 		return Identity{}, failure(KindUnavailable, "store", tid, err)
 	}
-	tok, err := s.exchange(ctx, tid, creds, code, f.PKCEVerifier)
+	iss, err := s.issuerFor(ctx, tid)
+	if err != nil {
+		return Identity{}, discoveryFailure(tid, err)
+	}
+	tok, err := s.exchange(ctx, iss, tid, creds, code, f.PKCEVerifier)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -248,7 +290,7 @@ func (s *Service) complete(ctx context.Context, flowID string, q url.Values) (Id
 	if rawIDToken == "" {
 		return Identity{}, failure(KindRejected, "no_id_token", tid, nil)
 	}
-	idt, err := s.verifyIDToken(ctx, tid, creds.ClientID, rawIDToken)
+	idt, err := s.verifyIDToken(ctx, iss, tid, creds.ClientID, rawIDToken)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -267,30 +309,88 @@ func (s *Service) complete(ctx context.Context, flowID string, q url.Values) (Id
 }
 
 // exchange redeems the code at the school's token endpoint with the PKCE verifier and the
-// school's OIDC secret.
-func (s *Service) exchange(ctx context.Context, tid string, creds store.Credentials, code, verifier string) (*oauth2.Token, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// school's OIDC secret. A refused client (the OIDC secret, or the client id, is wrong) marks
+// the school's credentials failing for operators; an accepted one clears that mark.
+func (s *Service) exchange(ctx context.Context, iss *issuerEntry, tid string, creds store.Credentials, code, verifier string) (*oauth2.Token, error) {
+	xctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.client)
-	tok, err := s.oauthConfig(tid, creds.ClientID, creds.Secret).Exchange(ctx, code, oauth2.VerifierOption(verifier))
+	xctx = context.WithValue(xctx, oauth2.HTTPClient, s.client)
+	tok, err := s.oauthConfig(iss, creds.ClientID, creds.Secret).Exchange(xctx, code, oauth2.VerifierOption(verifier))
 	if err == nil {
+		s.secretAccepted(ctx, tid, creds.Version)
 		return tok, nil
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
 		// Only the status and the OAuth error code: the body is the platform's and is not
 		// repeated into our logs.
-		detail := fmt.Errorf("token endpoint answered %d %s", re.Response.StatusCode, oauthErrorCode(re.ErrorCode))
-		if re.Response.StatusCode >= 500 || re.Response.StatusCode == http.StatusTooManyRequests {
+		status, code := re.Response.StatusCode, oauthErrorCode(re.ErrorCode)
+		detail := fmt.Errorf("token endpoint answered %d %s", status, code)
+		switch {
+		case status >= 500 || status == http.StatusTooManyRequests:
 			return nil, failure(KindUnavailable, "token_endpoint_failed", tid, detail)
+		case clientRefused(status, re.ErrorCode):
+			// Not the user's doing and not an attack on them: the school's connection is
+			// misconfigured (a wrong or outdated OIDC secret), and an operator must know.
+			s.secretRefused(ctx, tid, creds.Version, detail)
+			return nil, failure(KindMisconfigured, "client_rejected", tid, detail)
 		}
 		return nil, failure(KindRejected, "code_rejected", tid, detail)
 	}
-	if ctx.Err() != nil || isNetErr(err) {
+	if xctx.Err() != nil || isNetErr(err) {
 		return nil, failure(KindUnavailable, "token_endpoint_unreachable", tid, err)
 	}
 	// Anything else is an answer oauth2 could not use (no access_token, not JSON, ...).
 	return nil, failure(KindRejected, "bad_token_response", tid, err)
+}
+
+// clientRefused reports whether the token endpoint refused the client itself rather than the
+// code: invalid_client or unauthorized_client (RFC 6749 §5.2), or a bare 401.
+func clientRefused(status int, code string) bool {
+	switch code {
+	case "invalid_client", "unauthorized_client":
+		return true
+	case "":
+		return status == http.StatusUnauthorized
+	}
+	return false
+}
+
+// storeWriteTimeout bounds the failing-mark writes, which must not hold up a sign-in for long.
+const storeWriteTimeout = 5 * time.Second
+
+// secretRefused marks the school's credentials (version credVersion) failing because the token
+// endpoint refused the OIDC secret. The store writes nothing when newer credentials were stored
+// meanwhile or the school is no longer active or pending setup.
+func (s *Service) secretRefused(ctx context.Context, tid string, credVersion int, detail error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeWriteTimeout)
+	defer cancel()
+	reason := store.OIDCSecretRefused + ": the token endpoint answered a sign-in's code exchange with " +
+		strings.TrimPrefix(detail.Error(), "token endpoint answered ")
+	marked, err := s.cfg.Store.MarkCredentialsFailing(ctx, tid, credVersion, reason, s.now())
+	if err != nil {
+		s.log.ErrorContext(ctx, "sso: mark credentials failing", "tenant_id", tid, "err", err)
+		return
+	}
+	if marked {
+		s.log.WarnContext(ctx, "the platform refused the school's OIDC secret; its credentials are marked failing",
+			"tenant_id", tid, "credentials_version", credVersion)
+	}
+}
+
+// secretAccepted clears a mark that the OIDC secret was refused, now that the token endpoint
+// accepted it. Marks of the platform password are left: a code exchange does not prove it.
+func (s *Service) secretAccepted(ctx context.Context, tid string, credVersion int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeWriteTimeout)
+	defer cancel()
+	cleared, err := s.cfg.Store.ClearOIDCSecretRefused(ctx, tid, credVersion)
+	if err != nil {
+		s.log.ErrorContext(ctx, "sso: clear the failing mark", "tenant_id", tid, "err", err)
+		return
+	}
+	if cleared {
+		s.log.InfoContext(ctx, "the platform accepts the school's OIDC secret again", "tenant_id", tid)
+	}
 }
 
 // profile fetches the user's OneRoster record with the user's own access token, falling back to
@@ -390,11 +490,7 @@ func isNetErr(err error) bool {
 
 // verifyIDToken checks the id_token with go-oidc against the school's issuer and keys: signature
 // (allow-listed algorithms), iss, aud = client id, exp.
-func (s *Service) verifyIDToken(ctx context.Context, tid, clientID, raw string) (*oidc.IDToken, error) {
-	iss, err := s.issuerFor(ctx, tid)
-	if err != nil {
-		return nil, failure(KindUnavailable, "discovery_failed", tid, err)
-	}
+func (s *Service) verifyIDToken(ctx context.Context, iss *issuerEntry, tid, clientID, raw string) (*oidc.IDToken, error) {
 	v := oidc.NewVerifier(iss.issuer, iss.keys, &oidc.Config{
 		ClientID: clientID, SupportedSigningAlgs: signingAlgs, Now: s.now,
 	})

@@ -42,16 +42,42 @@ func (s *Store) MarkCredentialsFailing(ctx context.Context, tenantID string, cre
 	return marked, nil
 }
 
+// OIDCSecretRefused begins the failure reason of a mark written because the platform's token
+// endpoint refused the school's OIDC secret at a sign-in. Only a sign-in proves the secret, so
+// only a sign-in clears such a mark (ClearOIDCSecretRefused); a client-credentials token, which
+// proves the password, does not (ClearCredentialsFailing).
+const OIDCSecretRefused = "the OIDC secret was refused"
+
 // ClearCredentialsFailing removes the failing mark after the platform accepted the credentials
-// again. It writes nothing when there is no mark, so calling it after every recovery is cheap.
+// again in a server-to-server call, unless the mark says the OIDC secret was refused (which
+// such a call does not prove). It writes nothing when there is no such mark, so calling it after
+// every recovery is cheap.
 func (s *Store) ClearCredentialsFailing(ctx context.Context, tenantID string) error {
 	_, err := s.pool.Exec(ctx, `
 		UPDATE tenants SET credentials_failing_since = NULL, credentials_failure_reason = '', updated_at = now()
-		WHERE tenant_id = $1 AND (credentials_failing_since IS NOT NULL OR credentials_failure_reason <> '')`, tenantID)
+		WHERE tenant_id = $1 AND (credentials_failing_since IS NOT NULL OR credentials_failure_reason <> '')
+		  AND NOT starts_with(credentials_failure_reason, $2)`, tenantID, OIDCSecretRefused)
 	if err != nil {
 		return fmt.Errorf("clear failing mark of tenant %s: %w", tenantID, err)
 	}
 	return nil
+}
+
+// ClearOIDCSecretRefused removes a mark that the OIDC secret was refused, after the platform
+// accepted version credVersion of the credentials at a sign-in; not when newer credentials have
+// been stored since (their secret is not proved). Other marks stay. It reports whether a mark
+// was removed, and writes nothing when there is none.
+func (s *Store) ClearOIDCSecretRefused(ctx context.Context, tenantID string, credVersion int) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE tenants SET credentials_failing_since = NULL, credentials_failure_reason = '', updated_at = now()
+		WHERE tenant_id = $1 AND credentials_failing_since IS NOT NULL
+		  AND starts_with(credentials_failure_reason, $3)
+		  AND NOT EXISTS (SELECT 1 FROM tenant_credentials WHERE tenant_id = $1 AND version > $2)`,
+		tenantID, credVersion, OIDCSecretRefused)
+	if err != nil {
+		return false, fmt.Errorf("clear the OIDC secret mark of tenant %s: %w", tenantID, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // CountCredentialsFailing returns how many tenants that are not deactivated or deleted have
