@@ -231,11 +231,12 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Errorf("/metrics = %d:\n%s", code, body)
 	}
 	// The platform clients are wired in, and their listener for other replicas' credential
-	// changes connects.
+	// changes connects; the session cache hears the same listener and is used once it runs.
 	waitFor(t, "the tenant change listener", func() bool {
 		_, body := httpGet(t, base+"/metrics")
 		return strings.Contains(body, "platform_tenant_listener_connected 1") &&
-			strings.Contains(body, "platform_tenants_credentials_failing 0")
+			strings.Contains(body, "platform_tenants_credentials_failing 0") &&
+			strings.Contains(body, "session_cache_trusted 1")
 	})
 	resp, err := http.Get(base + "/")
 	if err != nil {
