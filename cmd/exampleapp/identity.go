@@ -124,4 +124,3 @@ func decodeForm(v string) ([]pair, error) {
 	}
 	return out, nil
 }
-

@@ -92,7 +92,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	srv := &http.Server{
-		Handler:           h,
+		Handler: h,
 		// No ReadTimeout: its deadline would stay on a hijacked WebSocket connection.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
