@@ -194,9 +194,11 @@ func (r *replica) refusedWithin(cookie string, limit time.Duration, what string)
 		}
 		return errors.Is(err, ErrNoSession)
 	})
-	if d := time.Since(start); d > limit {
+	d := time.Since(start)
+	if d > limit {
 		r.t.Errorf("%s refused the session %v after %s; want within %v", r.name, d, what, limit)
 	}
+	r.t.Logf("%s refused the session %v after %s", r.name, d, what)
 }
 
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
@@ -596,6 +598,25 @@ func TestCacheRefusesWhatWasReadBeforeAChange(t *testing.T) {
 	c.put(&key, s, now, mk)
 	if c.get(&key) == nil {
 		t.Error("a sign-out in another shard kept this session out of the cache")
+	}
+}
+
+// Every (re)connect of the listener empties the cache, whatever happened before it: notifications
+// sent while it was not listening are lost.
+func TestResyncEmptiesTheCache(t *testing.T) {
+	t.Parallel()
+	m := New(Config{CacheTTL: time.Minute})
+	h := m.ChangeHandler()
+	h.Resync()
+	now := time.Now()
+	key := sha256.Sum256([]byte("id"))
+	m.cache.put(&key, &store.Session{TenantID: "t1", ExpiresAt: now.Add(time.Hour)}, now, m.cache.mark(&key))
+	if m.cache.len() != 1 {
+		t.Fatal("not cached")
+	}
+	h.Resync()
+	if m.cache.len() != 0 || !m.cache.trusted.Load() {
+		t.Errorf("after a resync: %d entries, trusted %v", m.cache.len(), m.cache.trusted.Load())
 	}
 }
 
