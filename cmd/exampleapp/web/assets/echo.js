@@ -37,8 +37,8 @@
   }
   setState("Connecting…", "", false);
   socket.addEventListener("open", function () {
+    // No focus(): it would scroll the page away from who is signed in.
     setState("Connected", "on", true);
-    input.focus();
   });
   socket.addEventListener("message", function (ev) {
     add("received", typeof ev.data === "string" ? ev.data : "(binary message)");
