@@ -4,6 +4,15 @@
 //
 //	loadgen -app http://localhost:8080 -sim http://localhost:8081 -mode both -d 10s
 //
+// Two more modes measure the gateway: "proxied" GETs -url (default: the app's /) with a session
+// cookie (-session, or sessions signed in as for "me"), as a signed-in browser would, and
+// "direct" GETs -url without any cookie, as a client of the upstream itself would. Side by side,
+// with the trivial upstream that "loadgen upstream" serves (200 "ok" for every path):
+//
+//	loadgen upstream -addr 127.0.0.1:3001 &
+//	loadgen -mode direct -url http://127.0.0.1:3001/bench -c 16 -d 20s
+//	loadgen -mode proxied -app http://localhost:8080 -url http://localhost:8080/bench -c 16 -d 20s
+//
 // A login is launch on the app (302 to the simulator's authorize), authorize (302 back with a
 // code), callback on the app (303 with the session cookie); redirects are never followed
 // automatically. The simulator's pretend WebUntis session is its sim_user_{tenantId} cookie,
@@ -46,6 +55,11 @@ type config struct {
 	duration      time.Duration
 	sessionCookie string
 	sessions      int
+	// target is the URL of the proxied and direct modes; session an existing session cookie
+	// value for proxied (none: sign in); expect the status every answer must have.
+	target  string
+	session string
+	expect  int
 }
 
 const (
@@ -61,11 +75,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.app, "app", "http://localhost:8080", "the partner server's base URL")
 	fs.StringVar(&c.sim, "sim", "http://localhost:8081", "the platform simulator's base URL")
 	fs.StringVar(&tenants, "tenants", "1001,1002", "comma-separated tenant ids of active schools")
-	fs.StringVar(&c.mode, "mode", "both", "logins, me, or both (logins, then me)")
+	fs.StringVar(&c.mode, "mode", "both", "logins, me, both (logins, then me), proxied (GET -url with a session) or direct (GET -url without cookies)")
 	fs.IntVar(&c.concurrency, "c", 0, fmt.Sprintf("concurrent workers (default %d for logins, %d for me)", defaultLoginConcurrency, defaultMeConcurrency))
 	fs.DurationVar(&c.duration, "d", 10*time.Second, "how long each mode runs")
 	fs.StringVar(&c.sessionCookie, "session-cookie", "__Host-untis-session", "the name of the server's session cookie")
-	fs.IntVar(&c.sessions, "sessions", 16, "sessions signed in before the me mode")
+	fs.IntVar(&c.sessions, "sessions", 16, "sessions signed in before the me and proxied modes")
+	fs.StringVar(&c.target, "url", "", "the URL the proxied and direct modes GET (default: the app's /)")
+	fs.StringVar(&c.session, "session", "", "proxied mode: the value of an existing session cookie to send (default: sign in -sessions sessions)")
+	fs.IntVar(&c.expect, "expect", http.StatusOK, "proxied and direct modes: the status every answer must have")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -80,22 +97,39 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	switch {
 	case len(c.tenants) == 0:
 		return c, errors.New("-tenants names no tenant")
-	case c.mode != "logins" && c.mode != "me" && c.mode != "both":
-		return c, fmt.Errorf("-mode %q: want logins, me or both", c.mode)
+	case !slices.Contains([]string{"logins", "me", "both", "proxied", "direct"}, c.mode):
+		return c, fmt.Errorf("-mode %q: want logins, me, both, proxied or direct", c.mode)
 	case c.concurrency < 0 || c.duration <= 0 || c.sessions <= 0:
 		return c, errors.New("-c, -d and -sessions must be positive")
+	case c.expect < 100 || c.expect > 599:
+		return c, fmt.Errorf("-expect %d is not an HTTP status", c.expect)
+	case c.session != "" && (c.mode != "proxied" || len(c.session) > 4096 || strings.ContainsAny(c.session, ";, \t\r\n")):
+		return c, errors.New("-session is a cookie value for the proxied mode")
 	}
-	for _, u := range []*string{&c.app, &c.sim} {
+	if c.target == "" {
+		c.target = strings.TrimSuffix(c.app, "/") + "/"
+	}
+	for _, u := range []*string{&c.app, &c.sim, &c.target} {
 		p, err := url.Parse(*u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return c, fmt.Errorf("%q is not an http(s) base URL", *u)
 		}
-		*u = strings.TrimSuffix(*u, "/")
+		if u != &c.target {
+			*u = strings.TrimSuffix(*u, "/")
+		}
 	}
 	return c, nil
 }
 
+// needsUsers says whether the mode signs users in (and so needs the simulator).
+func (c config) needsUsers() bool {
+	return c.mode == "logins" || c.mode == "me" || c.mode == "both" || (c.mode == "proxied" && c.session == "")
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "upstream" {
+		return runUpstream(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -114,10 +148,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := newGen(cfg, maxConc)
 	defer g.transport.CloseIdleConnections()
 
-	users, err := g.teachers(ctx)
-	if err != nil {
-		fmt.Fprintln(stderr, "loadgen:", err)
-		return 1
+	var users []user
+	if cfg.needsUsers() {
+		if users, err = g.teachers(ctx); err != nil {
+			fmt.Fprintln(stderr, "loadgen:", err)
+			return 1
+		}
 	}
 	anyOK := false
 	if cfg.mode == "logins" || cfg.mode == "both" {
@@ -140,6 +176,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 		r.print(stdout)
 		anyOK = anyOK || r.ok > 0
+	}
+	if cfg.mode == "proxied" || cfg.mode == "direct" {
+		cookies := []string{""} // direct: no cookie at all
+		if cfg.mode == "proxied" {
+			if cfg.session != "" {
+				cookies = []string{cookieHeader(map[string]string{cfg.sessionCookie: cfg.session})}
+			} else if cookies, err = g.signInSessions(ctx, users, cfg.sessions); err != nil {
+				fmt.Fprintln(stderr, "loadgen:", err)
+				return 1
+			}
+		}
+		r := g.runFor(ctx, cfg.mode, conc(defaultMeConcurrency), func(worker, _ int) error {
+			return g.fetch(ctx, cfg.target, cookies[worker%len(cookies)])
+		})
+		r.print(stdout)
+		anyOK = r.ok > 0
 	}
 	if !anyOK {
 		fmt.Fprintln(stderr, "loadgen: nothing succeeded")
@@ -334,6 +386,18 @@ func (g *gen) me(ctx context.Context, cookie string) error {
 	}
 	if status != http.StatusOK {
 		return &errStatus{"/api/me", status}
+	}
+	return nil
+}
+
+// fetch GETs u with the Cookie header given ("" for none) and expects the configured status.
+func (g *gen) fetch(ctx context.Context, u, cookie string) error {
+	status, _, _, err := g.get(ctx, u, cookie)
+	if err != nil {
+		return err
+	}
+	if status != g.cfg.expect {
+		return &errStatus{"GET " + u, status}
 	}
 	return nil
 }

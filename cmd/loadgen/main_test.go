@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +30,7 @@ type fakeStack struct {
 	sessions map[string]bool
 	logins   int
 	mes      int
+	proxied  int
 	broken   atomic.Bool // the app refuses every launch
 }
 
@@ -114,12 +116,15 @@ func (f *fakeStack) serveApp(w http.ResponseWriter, r *http.Request) {
 			"state": {state}, "redirect_uri": {f.app.URL + "/launch"},
 		}.Encode()
 		http.Redirect(w, r, au, http.StatusFound)
-	case r.URL.Path == "/api/me":
+	case r.URL.Path == "/api/me" || r.URL.Path == "/bench":
 		c, err := r.Cookie("__Host-untis-session")
 		f.mu.Lock()
 		ok := err == nil && f.sessions[c.Value]
-		if ok {
+		switch {
+		case ok && r.URL.Path == "/api/me":
 			f.mes++
+		case ok:
+			f.proxied++
 		}
 		f.mu.Unlock()
 		if !ok {
@@ -177,11 +182,128 @@ func TestLoadgenNothingSucceeds(t *testing.T) {
 	}
 }
 
+// The proxied mode sends a session cookie with every GET: one it signed in for, or one it was
+// given; the stack must have answered each with the expected status.
+func TestLoadgenProxiedMode(t *testing.T) {
+	t.Parallel()
+	f := newFakeStack(t)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"-app", f.app.URL, "-sim", f.sim.URL, "-tenants", "1001",
+		"-mode", "proxied", "-url", f.app.URL + "/bench", "-c", "3", "-sessions", "2", "-d", "200ms"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &out, &errOut)
+	}
+	f.mu.Lock()
+	logins, proxied := f.logins, f.proxied
+	f.mu.Unlock()
+	if logins != 2 || proxied == 0 || !strings.Contains(out.String(), "proxied: concurrency 3") || !strings.Contains(out.String(), "failed 0,") {
+		t.Fatalf("%d logins, %d proxied GETs:\n%s", logins, proxied, &out)
+	}
+
+	// With -session, no sign-in (the simulator is not even asked) and that cookie is sent.
+	sid := token()
+	f.mu.Lock()
+	f.sessions[sid] = true
+	f.mu.Unlock()
+	out.Reset()
+	code = run(context.Background(), []string{"-sim", "http://127.0.0.1:1", "-mode", "proxied", "-session", sid,
+		"-url", f.app.URL + "/bench", "-c", "2", "-d", "100ms"}, &out, &errOut)
+	f.mu.Lock()
+	logins2, proxied2 := f.logins, f.proxied
+	f.mu.Unlock()
+	if code != 0 || logins2 != logins || proxied2 == proxied {
+		t.Fatalf("with -session: exit %d, %d new logins, %d new GETs:\n%s%s", code, logins2-logins, proxied2-proxied, &out, &errOut)
+	}
+
+	// A session the stack does not know: every GET fails with the status it got.
+	out.Reset()
+	code = run(context.Background(), []string{"-mode", "proxied", "-session", "unknown",
+		"-url", f.app.URL + "/bench", "-c", "1", "-d", "50ms"}, &out, &errOut)
+	if code != 1 || !strings.Contains(out.String(), "answered 401") {
+		t.Errorf("unknown session: exit %d:\n%s", code, &out)
+	}
+}
+
+// The direct mode GETs the URL without any cookie, and "loadgen upstream" is an upstream that
+// answers it.
+func TestLoadgenDirectModeAgainstItsUpstream(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"upstream", "-addr", "127.0.0.1:0"}, stdout, io.Discard) }()
+	var base string
+	deadline := time.Now().Add(10 * time.Second)
+	for base == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upstream did not say where it listens: %q", stdout.String())
+		}
+		if _, rest, ok := strings.Cut(stdout.String(), "listening on "); ok {
+			base, _, _ = strings.Cut(rest, " ")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, err := http.Post(base+"/any/path?x=1", "text/plain", strings.NewReader("upload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+		t.Errorf("upstream answered %d %q", resp.StatusCode, body)
+	}
+
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"-mode", "direct", "-url", base + "/bench", "-c", "2", "-d", "100ms"}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "direct: concurrency 2") || !strings.Contains(out.String(), "failed 0,") {
+		t.Errorf("direct: exit %d\n%s%s", code, &out, &errOut)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("upstream exited %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream did not stop")
+	}
+
+	// Direct sends no cookie.
+	var cookies, requests atomic.Int32
+	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.Header.Get("Cookie") != "" {
+			cookies.Add(1)
+		}
+	}))
+	defer rec.Close()
+	if code := run(context.Background(), []string{"-mode", "direct", "-url", rec.URL, "-c", "1", "-d", "50ms"}, &out, &errOut); code != 0 || requests.Load() == 0 || cookies.Load() != 0 {
+		t.Errorf("direct: exit %d, %d of %d requests with cookies", code, cookies.Load(), requests.Load())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
 func TestLoadgenFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"-mode", "all"}, {"-tenants", ","}, {"-d", "0s"}, {"-app", "localhost:8080"}, {"extra"},
+		{"-mode", "direct", "-url", "ftp://x"}, {"-mode", "direct", "-expect", "42"},
+		{"-mode", "proxied", "-session", "a;b"}, {"-mode", "me", "-session", "abc"},
+		{"upstream", "extra"}, {"upstream", "-addr"},
 	} {
+
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)

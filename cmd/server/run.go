@@ -136,6 +136,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	sessions := session.New(session.Config{
 		Store: st, Embed: cfg.EmbedMode, IdleTimeout: cfg.SessionIdleTimeout, MaxAge: cfg.SessionMaxAge, Logger: log,
+		CacheTTL: cfg.SessionCacheTTL, Metrics: reg,
 	})
 	// Credential changes made by any replica drop this replica's cached tokens and discovery at
 	// once. The listener outlives ctx (cancelled at the first signal) so that it keeps working
@@ -144,7 +145,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		platformClients.Listen(background, signIn.ChangeHandler())
+		platformClients.Listen(background, signIn.ChangeHandler(), sessions.ChangeHandler())
 	})
 	wg.Go(func() { sessions.RunSweeper(background, sweepInterval) })
 	wg.Go(func() { signIn.RefreshKeys(background) })
@@ -158,7 +159,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		SSO:             signIn,
 		Sessions:        sessions,
 		Platform:        platformClients,
-		Onboard:         onboard.New(st, platformClients, cfg.SetupFields, log, signIn.Invalidate),
+		Onboard:         onboard.New(st, platformClients, cfg.SetupFields, log, signIn.Invalidate, sessions.InvalidateTenant),
 		Webhooks:        webhook.NewVerifier(cfg.WebhookKeys),
 		Operators:       operator.New(operator.Config{Store: st, Logger: log}),
 		Logger:          log,

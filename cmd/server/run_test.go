@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +28,7 @@ import (
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/store"
+	"github.com/untis-partner/server/migrations"
 )
 
 // An RSA key is generated once per test binary: 2048-bit keygen is slow.
@@ -231,11 +234,12 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Errorf("/metrics = %d:\n%s", code, body)
 	}
 	// The platform clients are wired in, and their listener for other replicas' credential
-	// changes connects.
+	// changes connects; the session cache hears the same listener and is used once it runs.
 	waitFor(t, "the tenant change listener", func() bool {
 		_, body := httpGet(t, base+"/metrics")
 		return strings.Contains(body, "platform_tenant_listener_connected 1") &&
-			strings.Contains(body, "platform_tenants_credentials_failing 0")
+			strings.Contains(body, "platform_tenants_credentials_failing 0") &&
+			strings.Contains(body, "session_cache_trusted 1")
 	})
 	resp, err := http.Get(base + "/")
 	if err != nil {
@@ -262,7 +266,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	if err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(env), nil, &migrateOut, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(migrateOut.String(), "schema version: 4") {
+	if !strings.Contains(migrateOut.String(), fmt.Sprintf("schema version: %d\n", latestMigration(t))) {
 		t.Errorf("after serve, migrate version says %q", migrateOut.String())
 	}
 
@@ -548,6 +552,9 @@ func TestMigrateCommands(t *testing.T) {
 		present = 1
 		absent  = -1
 	)
+	// n is the newest migration: the steps hold for any number of them.
+	n := latestMigration(t)
+	ver := func(v int) string { return fmt.Sprintf("schema version: %d\n", v) }
 	steps := []struct {
 		sql     string // run first, to set the scene
 		args    []string
@@ -557,14 +564,14 @@ func TestMigrateCommands(t *testing.T) {
 	}{
 		{args: []string{"migrate", "version"}, wantOut: "schema version: none", tables: absent},
 		{args: []string{"migrate", "down", "1"}, wantErr: "only 0 migration(s) are applied", tables: absent},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 4\n"},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n"}, // no change is no error
+		{args: []string{"migrate", "up"}, wantOut: ver(n), tables: present},
+		{args: []string{"migrate", "version"}, wantOut: ver(n)},
+		{args: []string{"migrate", "up"}, wantOut: ver(n)}, // no change is no error
 		// More steps than applied: refused before anything is rolled back.
-		{args: []string{"migrate", "down", "5"}, wantErr: "only 4 migration(s) are applied", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 4\n", tables: present},
-		{args: []string{"migrate", "down", "1"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "down", "3"}, wantOut: "schema version: none", tables: absent},
+		{args: []string{"migrate", "down", strconv.Itoa(n + 1)}, wantErr: fmt.Sprintf("only %d migration(s) are applied", n), tables: present},
+		{args: []string{"migrate", "version"}, wantOut: ver(n), tables: present},
+		{args: []string{"migrate", "down", "1"}, wantOut: ver(n - 1), tables: present},
+		{args: []string{"migrate", "down", strconv.Itoa(n - 1)}, wantOut: "schema version: none", tables: absent},
 		{args: []string{"migrate", "down", "x"}, wantErr: "positive number"},
 		{args: []string{"migrate", "down", "0"}, wantErr: "positive number"},
 		{args: []string{"migrate", "down", "-1"}, wantErr: "positive number"},
@@ -572,18 +579,18 @@ func TestMigrateCommands(t *testing.T) {
 		{args: []string{"migrate", "bogus"}, wantErr: "usage"},
 		{args: []string{"migrate", "up", "extra"}, wantErr: "usage"},
 		{args: []string{"migrate"}, wantErr: "usage"},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n", tables: present},
+		{args: []string{"migrate", "up"}, wantOut: ver(n), tables: present},
 		// A migration that failed half-way: the version says so, up refuses and names the way out.
 		{sql: `UPDATE schema_migrations SET dirty = true`, args: []string{"migrate", "version"}, wantOut: "migrate force"},
-		{args: []string{"migrate", "up"}, wantErr: "migrate force 4"},
+		{args: []string{"migrate", "up"}, wantErr: fmt.Sprintf("migrate force %d", n)},
 		{args: []string{"migrate", "force", "x"}, wantErr: "must be a migration number"},
 		{args: []string{"migrate", "force", "-1"}, wantErr: "must be a migration number"},
 		{args: []string{"migrate", "force", "99"}, wantErr: "there is no migration 99"},
 		{args: []string{"migrate", "force"}, wantErr: "usage"},
 		{args: []string{"migrate", "force", "1", "2"}, wantErr: "usage"},
-		{args: []string{"migrate", "force", "4"}, wantOut: "schema version: 4\n", tables: present},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 4\n", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 4\n"},
+		{args: []string{"migrate", "force", strconv.Itoa(n)}, wantOut: ver(n), tables: present},
+		{args: []string{"migrate", "up"}, wantOut: ver(n), tables: present},
+		{args: []string{"migrate", "version"}, wantOut: ver(n)},
 	}
 	for _, s := range steps {
 		if s.sql != "" {
@@ -767,4 +774,20 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("%v printed %q, want %q", tt.args, stdout.String(), tt.wantStdout)
 		}
 	}
+}
+
+// latestMigration is the number of the newest embedded migration (they are numbered 1, 2, ...
+// without gaps).
+func latestMigration(t *testing.T) int {
+	t.Helper()
+	ups, err := fs.Glob(migrations.FS, "*.up.sql")
+	if err != nil || len(ups) == 0 {
+		t.Fatalf("embedded migrations: %v", err)
+	}
+	for i, name := range ups {
+		if want := fmt.Sprintf("%06d_", i+1); !strings.HasPrefix(name, want) {
+			t.Fatalf("migration %s is out of sequence (want %s...)", name, want)
+		}
+	}
+	return len(ups)
 }

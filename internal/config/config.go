@@ -51,6 +51,7 @@ const (
 	EnvSessionMaxAge      = "SESSION_MAX_AGE"
 	EnvLaunchLimitClient  = "LAUNCH_LIMIT_PER_CLIENT"
 	EnvLaunchLimitSchool  = "LAUNCH_LIMIT_PER_SCHOOL"
+	EnvSessionCacheTTL    = "SESSION_CACHE_TTL"
 )
 
 // Config is the validated configuration.
@@ -88,6 +89,9 @@ type Config struct {
 	// of that many, refilled evenly over a minute. 0 turns a limit off.
 	LaunchLimitPerClient int
 	LaunchLimitPerSchool int
+	// SessionCacheTTL is how long a session read from the database may answer later requests
+	// from memory (revoked on every replica through LISTEN/NOTIFY; 0 turns the cache off).
+	SessionCacheTTL time.Duration
 
 	raw map[string]string // as given, for Describe
 }
@@ -249,6 +253,16 @@ var options = []option{
 	}},
 	{name: EnvSessionIdleTimeout, def: "2h", apply: durationOption(func(c *Config) *time.Duration { return &c.SessionIdleTimeout })},
 	{name: EnvSessionMaxAge, def: "12h", apply: durationOption(func(c *Config) *time.Duration { return &c.SessionMaxAge })},
+	{name: EnvSessionCacheTTL, def: "10s", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		// Notifications revoke the copies; the TTL only bounds what is never notified, so a
+		// long one buys little and risks much.
+		if err != nil || d < 0 || d > 5*time.Minute {
+			return errors.New("must be a duration from 0s (no cache) to 5m, such as 10s")
+		}
+		c.SessionCacheTTL = d
+		return nil
+	}},
 	{name: EnvDatabaseMaxConns, def: "20", apply: func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 2 || n > 1000 {

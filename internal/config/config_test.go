@@ -173,6 +173,7 @@ func TestDefaults(t *testing.T) {
 		{"DatabaseMaxConns", c.DatabaseMaxConns, int32(20)},
 		{"SessionIdleTimeout", c.SessionIdleTimeout, 2 * time.Hour},
 		{"SessionMaxAge", c.SessionMaxAge, 12 * time.Hour},
+		{"SessionCacheTTL", c.SessionCacheTTL, 10 * time.Second},
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"WebhookKeys", len(c.WebhookKeys), 0},
 		{"Keyring", c.Keyring == nil, true},
@@ -220,6 +221,7 @@ func TestNonDefaults(t *testing.T) {
 		config.EnvSessionMaxAge, "10m",
 		config.EnvLaunchLimitClient, "0",
 		config.EnvLaunchLimitSchool, "25000",
+		config.EnvSessionCacheTTL, "0s",
 	)
 	c, err := config.Load(getenv(env))
 	if err != nil {
@@ -249,6 +251,7 @@ func TestNonDefaults(t *testing.T) {
 		{"SessionMaxAge", c.SessionMaxAge, 10 * time.Minute},
 		{"LaunchLimitPerClient", c.LaunchLimitPerClient, 0},
 		{"LaunchLimitPerSchool", c.LaunchLimitPerSchool, 25000},
+		{"SessionCacheTTL", c.SessionCacheTTL, time.Duration(0)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -410,6 +413,9 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{"SESSION_IDLE_TIMEOUT bad", with(base, config.EnvSessionIdleTimeout, "2 hours"), config.EnvSessionIdleTimeout},
 		{"SESSION_MAX_AGE bad", with(base, config.EnvSessionMaxAge, "forever"), config.EnvSessionMaxAge},
 		{"SESSION_MAX_AGE below idle", with(base, config.EnvSessionIdleTimeout, "3h", config.EnvSessionMaxAge, "1h"), config.EnvSessionMaxAge},
+		{"SESSION_CACHE_TTL negative", with(base, config.EnvSessionCacheTTL, "-1s"), config.EnvSessionCacheTTL},
+		{"SESSION_CACHE_TTL over 5m", with(base, config.EnvSessionCacheTTL, "6m"), config.EnvSessionCacheTTL},
+		{"SESSION_CACHE_TTL no unit", with(base, config.EnvSessionCacheTTL, "10"), config.EnvSessionCacheTTL},
 		{"DATABASE_MAX_CONNS words", with(base, config.EnvDatabaseMaxConns, "many"), config.EnvDatabaseMaxConns},
 		{"DATABASE_MAX_CONNS 1", with(base, config.EnvDatabaseMaxConns, "1"), config.EnvDatabaseMaxConns},
 		{"DATABASE_MAX_CONNS 1001", with(base, config.EnvDatabaseMaxConns, "1001"), config.EnvDatabaseMaxConns},

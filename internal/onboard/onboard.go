@@ -250,6 +250,11 @@ func (s *Service) SaveSetup(ctx context.Context, tenantID string, values url.Val
 		return "", problems, nil
 	}
 	state, err = s.store.SaveSetup(ctx, tenantID, answers, actor, s.setupCheck())
+	if err == nil {
+		// Sessions carry the school's state: the admin's next page, on this replica, must not
+		// see a cached "pending setup" after the answers made the school active.
+		s.dropCaches(tenantID)
+	}
 	return state, nil, err
 }
 

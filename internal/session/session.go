@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/store"
 )
 
@@ -41,7 +42,18 @@ type Config struct {
 	MaxAge      time.Duration
 	Now         func() time.Time
 	Logger      *slog.Logger
+	// CacheTTL is SESSION_CACHE_TTL: how long a session read from the store may answer later
+	// requests from memory. 0 turns the cache off (every request reads the store). The cache is
+	// used only while the replica's listener runs with ChangeHandler, which revokes its entries.
+	CacheTTL time.Duration
+	// CacheSize bounds the cached sessions (default 100,000).
+	CacheSize int
+	// Metrics, if set, gets the cache's series.
+	Metrics *metrics.Registry
 }
+
+// DefaultCacheSize bounds the session cache when Config.CacheSize is 0.
+const DefaultCacheSize = 100_000
 
 // Manager creates, finds and ends sessions, and writes the flow cookies.
 type Manager struct {
@@ -54,6 +66,9 @@ type Manager struct {
 	// touchAfter: activity is written back at most this often per session, so a busy session
 	// costs one read per request, not a write.
 	touchAfter time.Duration
+	// cache holds live sessions while they may be trusted (nil when turned off).
+	cache   *cache
+	lookups struct{ hit, miss, bypass *metrics.Counter }
 }
 
 // New builds a Manager.
@@ -70,10 +85,18 @@ func New(cfg Config) *Manager {
 	if cfg.MaxAge < cfg.IdleTimeout {
 		cfg.MaxAge = max(cfg.IdleTimeout, 12*time.Hour)
 	}
-	return &Manager{
+	m := &Manager{
 		store: cfg.Store, embed: cfg.Embed, idle: cfg.IdleTimeout, max: cfg.MaxAge, now: cfg.Now, log: cfg.Logger,
 		touchAfter: min(time.Minute, cfg.IdleTimeout/10),
 	}
+	if cfg.CacheTTL > 0 {
+		if cfg.CacheSize <= 0 {
+			cfg.CacheSize = DefaultCacheSize
+		}
+		m.cache = newCache(cfg.CacheTTL, cfg.CacheSize)
+	}
+	m.registerMetrics(cfg.Metrics)
+	return m
 }
 
 // Start signs the browser in as user: a new session with a fresh id (never one the browser
@@ -90,6 +113,10 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		l.ReplacesIDHash = store.HashID(prev)
 	}
 	state, err := m.store.CreateLogin(ctx, l)
+	if l.ReplacesIDHash != nil && m.cache != nil {
+		// Other replicas hear of it; this one forgets it before answering.
+		m.cache.drop(l.ReplacesIDHash)
+	}
 	if err != nil {
 		return "", fmt.Errorf("start session: %w", err)
 	}
@@ -108,27 +135,14 @@ func CookieID(r *http.Request, name string) string {
 }
 
 // Load returns the request's live session, or ErrNoSession. Activity moves the idle expiry
-// (written at most once a minute per session).
+// (written at most once a minute per session). The session returned may be shared with other
+// requests (the cache's copy): callers read it and never modify it.
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, error) {
 	id := CookieID(r, CookieName)
 	if id == "" {
 		return nil, ErrNoSession
 	}
-	now := m.now()
-	s, err := m.store.SessionByID(ctx, store.HashID(id), now)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNoSession
-	}
-	if err != nil {
-		return nil, err
-	}
-	if now.Sub(s.LastSeenAt) >= m.touchAfter {
-		if err := m.store.TouchSession(ctx, s.IDHash, now, now.Add(m.idle)); err != nil {
-			// The session is still valid; only its idle expiry did not move this time.
-			m.log.WarnContext(ctx, "session activity not recorded", "tenant_id", s.TenantID, "err", err)
-		}
-	}
-	return &s, nil
+	return m.lookup(ctx, id)
 }
 
 // End deletes the request's session (if any) and clears its cookie. It reports whether a
@@ -139,7 +153,13 @@ func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	if id == "" {
 		return false, nil
 	}
-	return m.store.DeleteSession(ctx, store.HashID(id))
+	idHash := store.HashID(id)
+	ended, err := m.store.DeleteSession(ctx, idHash)
+	if m.cache != nil {
+		// Other replicas hear of it; this one forgets it before answering.
+		m.cache.drop(idHash)
+	}
+	return ended, err
 }
 
 // CSRFToken is the session's token for its forms.
@@ -222,6 +242,9 @@ func (m *Manager) RunSweeper(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if m.cache != nil {
+			m.cache.purge(m.now())
 		}
 		f, s, err := m.Sweep(ctx)
 		switch {

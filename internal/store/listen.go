@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +15,15 @@ import (
 // tenant's credentials or state changed, so that it drops what it caches for that tenant (tokens,
 // verifiers) at once instead of when the cache entry expires.
 const tenantChannel = "tenant_changed"
+
+// sessionChannel carries the sessions whose cached copies are no longer right: a session that
+// ended (sign-out, replaced by a new sign-in, swept) or whose user's profile changed, as the hex
+// of its id hash; or "tenant:" and a tenant id for every session of that school (its name
+// changed). The school's state and credentials travel on tenantChannel.
+const sessionChannel = "session_changed"
+
+// tenantSessionsPrefix starts a sessionChannel payload that names a tenant, not one session.
+const tenantSessionsPrefix = "tenant:"
 
 // listenerApplicationName names the listener's connection in pg_stat_activity.
 const listenerApplicationName = "untis-partner-server tenant listener"
@@ -35,6 +46,13 @@ type TenantChangeHandler struct {
 	Resync func()
 	// Disconnected, if set, is called when the connection is lost or the listener stops.
 	Disconnected func()
+	// SessionChanged, if set, is called with the id hash of a session that ended or whose
+	// user's profile changed: a cached copy of it must go. Only when it or TenantSessionsChanged
+	// is set does the listener hear sessionChannel.
+	SessionChanged func(idHash []byte)
+	// TenantSessionsChanged, if set, is called with a tenant whose sessions all changed (not its
+	// state or credentials: those call Changed).
+	TenantSessionsChanged func(tenantID string)
 	// PingEvery is how long a quiet connection waits before it is pinged; default 30 s.
 	PingEvery time.Duration
 }
@@ -43,7 +61,7 @@ type TenantChangeHandler struct {
 // one listener connection serves every cache of a replica.
 func (h TenantChangeHandler) Also(others ...TenantChangeHandler) TenantChangeHandler {
 	all := append([]TenantChangeHandler{h}, others...)
-	return TenantChangeHandler{
+	combined := TenantChangeHandler{
 		Changed: func(id string) {
 			for _, x := range all {
 				if x.Changed != nil {
@@ -67,6 +85,48 @@ func (h TenantChangeHandler) Also(others ...TenantChangeHandler) TenantChangeHan
 		},
 		PingEvery: h.PingEvery,
 	}
+	// The session callbacks stay nil when no handler has one, so that a listener without a
+	// session cache does not wake up for every sign-out.
+	for _, x := range all {
+		if x.SessionChanged != nil || x.TenantSessionsChanged != nil {
+			combined.SessionChanged = func(idHash []byte) {
+				for _, x := range all {
+					if x.SessionChanged != nil {
+						x.SessionChanged(idHash)
+					}
+				}
+			}
+			combined.TenantSessionsChanged = func(id string) {
+				for _, x := range all {
+					if x.TenantSessionsChanged != nil {
+						x.TenantSessionsChanged(id)
+					}
+				}
+			}
+			break
+		}
+	}
+	return combined
+}
+
+func (h TenantChangeHandler) hearsSessions() bool {
+	return h.SessionChanged != nil || h.TenantSessionsChanged != nil
+}
+
+// sessionChanged dispatches a sessionChannel payload. A payload that is neither form (none of
+// ours) is ignored.
+func (h TenantChangeHandler) sessionChanged(payload string) {
+	if id, ok := strings.CutPrefix(payload, tenantSessionsPrefix); ok {
+		if h.TenantSessionsChanged != nil {
+			h.TenantSessionsChanged(id)
+		}
+		return
+	}
+	idHash, err := hex.DecodeString(payload)
+	if err != nil || len(idHash) != 32 || h.SessionChanged == nil {
+		return
+	}
+	h.SessionChanged(idHash)
 }
 
 func (h TenantChangeHandler) pingEvery() time.Duration {
@@ -126,6 +186,11 @@ func (s *Store) listenOnce(ctx context.Context, h TenantChangeHandler) (connecte
 	if _, err := conn.Exec(ctx, "LISTEN "+tenantChannel); err != nil {
 		return false, fmt.Errorf("listen: %w", err)
 	}
+	if h.hearsSessions() {
+		if _, err := conn.Exec(ctx, "LISTEN "+sessionChannel); err != nil {
+			return false, fmt.Errorf("listen: %w", err)
+		}
+	}
 	h.Resync()
 	for {
 		// Wake up now and then to ping: a half-open TCP connection would otherwise look like a
@@ -135,8 +200,11 @@ func (s *Store) listenOnce(ctx context.Context, h TenantChangeHandler) (connecte
 		cancel()
 		switch {
 		case err == nil:
-			if n.Channel == tenantChannel {
+			switch n.Channel {
+			case tenantChannel:
 				h.Changed(n.Payload)
+			case sessionChannel:
+				h.sessionChanged(n.Payload)
 			}
 		case ctx.Err() != nil:
 			return true, nil

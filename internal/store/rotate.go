@@ -16,12 +16,16 @@ type sealedColumn struct {
 	column string   // the bytea column
 	ad     string   // the column name used as additional data (Col* constants)
 	key    []string // primary key columns, used for keyset paging
+	// tenant is the SQL expression of the tenant id the value is sealed for: tenant_id, or ''
+	// for values that belong to no school.
+	tenant string
 }
 
 var sealedColumns = []sealedColumn{
 	{table: "tenant_credentials", column: "secret_sealed", ad: ColCredentialSecret, key: []string{"tenant_id", "version"}},
 	{table: "tenant_credentials", column: "password_sealed", ad: ColCredentialPassword, key: []string{"tenant_id", "version"}},
 	{table: "auth_flows", column: "pkce_verifier_sealed", ad: ColFlowPKCEVerifier, key: []string{"id_hash"}},
+	{table: "signing_keys", column: "private_key_sealed", ad: ColSigningKey, key: []string{"kid"}, tenant: "''"},
 }
 
 // RotationReport counts what rotate-keys did, per column.
@@ -87,10 +91,14 @@ func (s *Store) rotateColumn(ctx context.Context, col sealedColumn, batchSize in
 	for i := range col.key {
 		placeholders[i] = fmt.Sprintf("$%d", i+1)
 	}
-	first := fmt.Sprintf(`SELECT %s, tenant_id, %s FROM %s ORDER BY %s LIMIT %d`,
-		keyList, col.column, col.table, keyList, batchSize)
-	next := fmt.Sprintf(`SELECT %s, tenant_id, %s FROM %s WHERE (%s) > (%s) ORDER BY %s LIMIT %d`,
-		keyList, col.column, col.table, keyList, strings.Join(placeholders, ", "), keyList, batchSize)
+	tenant := col.tenant
+	if tenant == "" {
+		tenant = "tenant_id"
+	}
+	first := fmt.Sprintf(`SELECT %s, %s, %s FROM %s ORDER BY %s LIMIT %d`,
+		keyList, tenant, col.column, col.table, keyList, batchSize)
+	next := fmt.Sprintf(`SELECT %s, %s, %s FROM %s WHERE (%s) > (%s) ORDER BY %s LIMIT %d`,
+		keyList, tenant, col.column, col.table, keyList, strings.Join(placeholders, ", "), keyList, batchSize)
 	where := make([]string, len(col.key))
 	for i, k := range col.key {
 		where[i] = fmt.Sprintf("%s = $%d", k, i+3)

@@ -75,16 +75,22 @@ func (s *Store) CreateLogin(ctx context.Context, l Login) (string, error) {
 	}
 	u := l.User
 	// The data-modifying CTEs run in one statement: the session's foreign key sees the user row
-	// inserted beside it, and the tenant check and the inserts share one snapshot.
+	// inserted beside it, and the tenant check and the inserts share one snapshot. Replicas that
+	// cache sessions hear of the ones whose copies went stale (sessionChannel): the replaced one,
+	// and the user's other sessions when the profile changed (a new role must not wait for a
+	// cache entry to expire). The notifications go out at commit, and only then.
 	var (
-		n     int
-		state string
+		n, stale int
+		state    string
 	)
 	err = s.relaxed.QueryRow(ctx, `
 		WITH school AS (
 			-- FOR SHARE waits for a deactivation in progress and then sees its outcome, so no
 			-- session is created beside (and survives) the deactivation's delete of sessions.
 			SELECT tenant_id FROM tenants WHERE tenant_id = $1 AND state IN ('active', 'pending_setup') FOR SHARE
+		), prev AS (
+			-- The profile as it was before this statement (its snapshot).
+			SELECT role, given_name, family_name, email, username, orgs FROM users WHERE tenant_id = $1 AND sub = $2
 		), usr AS (
 			INSERT INTO users (tenant_id, sub, role, given_name, family_name, email, username, orgs, updated_at, last_login_at)
 			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9 FROM school
@@ -94,15 +100,27 @@ func (s *Store) CreateLogin(ctx context.Context, l Login) (string, error) {
 				updated_at = EXCLUDED.updated_at, last_login_at = EXCLUDED.last_login_at
 			RETURNING tenant_id, sub
 		), replaced AS (
-			DELETE FROM sessions WHERE id_hash = $10
+			DELETE FROM sessions WHERE id_hash = $10 RETURNING id_hash
 		), created AS (
 			INSERT INTO sessions (id_hash, tenant_id, sub, csrf_token, launch, created_at, last_seen_at, idle_expires_at, expires_at)
 			SELECT $11, tenant_id, sub, $12, $13, $9, $9, $14, $15 FROM usr
 			RETURNING 1
+		), profile_changed AS (
+			SELECT 1 FROM prev, usr
+			WHERE (prev.role, prev.given_name, prev.family_name, prev.email, prev.username, prev.orgs)
+			      IS DISTINCT FROM ($3, $4, $5, $6, $7, $8::jsonb)
+		), stale AS (
+			SELECT id_hash FROM replaced
+			UNION
+			-- The snapshot's sessions: not the one created here. The EXISTS is checked once,
+			-- before the scan, so an unchanged profile (the usual case) reads no session.
+			SELECT id_hash FROM sessions
+			WHERE EXISTS (SELECT 1 FROM profile_changed) AND tenant_id = $1 AND sub = $2
 		)
-		SELECT (SELECT count(*) FROM created), COALESCE((SELECT state FROM tenants WHERE tenant_id = $1), '')`,
+		SELECT (SELECT count(*) FROM created), COALESCE((SELECT state FROM tenants WHERE tenant_id = $1), ''),
+		       (SELECT count(pg_notify($16, encode(id_hash, 'hex'))) FROM stale)`,
 		u.TenantID, u.Sub, u.Role, u.GivenName, u.FamilyName, u.Email, u.Username, orgs, l.Now,
-		l.ReplacesIDHash, l.SessionIDHash, l.CSRFToken, launch, l.IdleExpiresAt, l.ExpiresAt).Scan(&n, &state)
+		l.ReplacesIDHash, l.SessionIDHash, l.CSRFToken, launch, l.IdleExpiresAt, l.ExpiresAt, sessionChannel).Scan(&n, &state, &stale)
 	if err != nil {
 		return "", fmt.Errorf("create session for tenant %s: %w", u.TenantID, err)
 	}
@@ -161,9 +179,12 @@ func (s *Store) TouchSession(ctx context.Context, idHash []byte, now, idleExpire
 }
 
 // DeleteSession ends a session; it reports whether there was one. It is a durable write: a
-// sign-out lost in a database crash would bring the session back.
+// sign-out lost in a database crash would bring the session back. Every replica that caches the
+// session hears of it when the delete commits (sessionChannel).
 func (s *Store) DeleteSession(ctx context.Context, idHash []byte) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id_hash = $1`, idHash)
+	tag, err := s.pool.Exec(ctx, `
+		WITH gone AS (DELETE FROM sessions WHERE id_hash = $1 RETURNING id_hash)
+		SELECT pg_notify($2, encode(id_hash, 'hex')) FROM gone`, idHash, sessionChannel)
 	if err != nil {
 		return false, fmt.Errorf("delete session: %w", err)
 	}
@@ -181,10 +202,15 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time, batch int) (flo
 		return 0, 0, fmt.Errorf("sweep login flows: %w", err)
 	}
 	flows = tag.RowsAffected()
+	// Replicas that cache a swept session hear of it (sessionChannel): their copy checks the
+	// expiry too, but with their own clock.
 	tag, err = s.relaxed.Exec(ctx, `
-		DELETE FROM sessions WHERE id_hash IN (
-			SELECT id_hash FROM sessions WHERE expires_at <= $1 OR idle_expires_at <= $1
-			LIMIT $2 FOR UPDATE SKIP LOCKED)`, now, batch)
+		WITH gone AS (
+			DELETE FROM sessions WHERE id_hash IN (
+				SELECT id_hash FROM sessions WHERE expires_at <= $1 OR idle_expires_at <= $1
+				LIMIT $2 FOR UPDATE SKIP LOCKED)
+			RETURNING id_hash)
+		SELECT pg_notify($3, encode(id_hash, 'hex')) FROM gone`, now, batch, sessionChannel)
 	if err != nil {
 		return flows, 0, fmt.Errorf("sweep sessions: %w", err)
 	}

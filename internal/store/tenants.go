@@ -130,9 +130,14 @@ func (s *Store) tenant(ctx context.Context, id string, withClientID bool) (Tenan
 }
 
 // SetTenantName records the school's name as the platform's OneRoster calls it, when it differs.
+// Sessions carry the name, so replicas that cache them hear of it (sessionChannel).
 func (s *Store) SetTenantName(ctx context.Context, id, name string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE tenants SET name = $2, updated_at = now()
-		WHERE tenant_id = $1 AND name <> $2 AND state IN ('active', 'pending_setup')`, id, name)
+	_, err := s.pool.Exec(ctx, `
+		WITH named AS (
+			UPDATE tenants SET name = $2, updated_at = now()
+			WHERE tenant_id = $1 AND name <> $2 AND state IN ('active', 'pending_setup')
+			RETURNING tenant_id)
+		SELECT pg_notify($3, $4 || tenant_id) FROM named`, id, name, sessionChannel, tenantSessionsPrefix)
 	if err != nil {
 		return fmt.Errorf("set name of tenant %s: %w", id, err)
 	}
