@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/untis-partner/server/internal/store"
@@ -86,13 +87,28 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		User: user, SessionIDHash: store.HashID(id), CSRFToken: []byte(NewToken()), Launch: launch,
 		Now: now, IdleExpiresAt: now.Add(m.idle), ExpiresAt: now.Add(m.max),
 	}
-	if prev := CookieID(r, CookieName); prev != "" {
-		l.ReplacesIDHash = store.HashID(prev)
+	prev := cookieIDs(r, CookieName)
+	if len(prev) > 0 {
+		l.ReplacesIDHash = store.HashID(prev[0])
 	}
 	state, err := m.store.CreateLogin(ctx, l)
 	if err != nil {
 		return "", fmt.Errorf("start session: %w", err)
 	}
+	// A browser that brought two session cookies (see cookieIDs) has its other session ended
+	// too: a new sign-in replaces whatever this browser was signed in as.
+	for i, old := range prev {
+		if i == 0 {
+			continue // replaced by CreateLogin
+		}
+		if _, err := m.store.DeleteSession(ctx, store.HashID(old)); err != nil {
+			m.log.WarnContext(ctx, "end a replaced session", "tenant_id", user.TenantID, "err", err)
+		}
+	}
+	// The other mode's cookie of the same name would otherwise be sent along (and looked up)
+	// until it expires. It is removed first: a browser that does not know Partitioned takes both
+	// headers for one cookie, and the last one must be the new session's.
+	http.SetCookie(w, m.otherModeCookie(CookieName))
 	http.SetCookie(w, m.cookie(CookieName, id, int(m.max.Seconds())))
 	return state, nil
 }
@@ -107,20 +123,50 @@ func CookieID(r *http.Request, name string) string {
 	return c.Value
 }
 
+// maxCookieValues bounds how many cookies of one name a request may have looked up. A browser
+// holds at most two of our names: after EMBED_MODE changed, the SameSite=Lax cookie of one mode
+// and the Partitioned cookie of the other are, to the browser, two cookies that it sends both.
+const maxCookieValues = 4
+
+// cookieIDs returns the ids the request's cookies of that name hold, in the order the browser
+// sent them, without repeats, implausible sizes (see CookieID) or more than maxCookieValues.
+func cookieIDs(r *http.Request, name string) []string {
+	var ids []string
+	for _, c := range r.CookiesNamed(name) {
+		if c.Value == "" || len(c.Value) > 128 || slices.Contains(ids, c.Value) {
+			continue
+		}
+		if ids = append(ids, c.Value); len(ids) == maxCookieValues {
+			break
+		}
+	}
+	return ids
+}
+
 // Load returns the request's live session, or ErrNoSession. Activity moves the idle expiry
-// (written at most once a minute per session).
+// (written at most once a minute per session). Of several session cookies (cookieIDs) the first
+// live one counts: the header does not say which is which mode's, and the other is usually the
+// stale one of before a mode switch, whose session the sign-in since replaced.
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, error) {
-	id := CookieID(r, CookieName)
-	if id == "" {
-		return nil, ErrNoSession
-	}
 	now := m.now()
-	s, err := m.store.SessionByID(ctx, store.HashID(id), now)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNoSession
+	var (
+		s     store.Session
+		found bool
+	)
+	for _, id := range cookieIDs(r, CookieName) {
+		var err error
+		s, err = m.store.SessionByID(ctx, store.HashID(id), now)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		found = true
+		break
 	}
-	if err != nil {
-		return nil, err
+	if !found {
+		return nil, ErrNoSession
 	}
 	if now.Sub(s.LastSeenAt) >= m.touchAfter {
 		if err := m.store.TouchSession(ctx, s.IDHash, now, now.Add(m.idle)); err != nil {
@@ -135,11 +181,16 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, er
 // session was ended.
 func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Request) (bool, error) {
 	http.SetCookie(w, m.cookie(CookieName, "", -1))
-	id := CookieID(r, CookieName)
-	if id == "" {
-		return false, nil
+	http.SetCookie(w, m.otherModeCookie(CookieName))
+	ended := false
+	for _, id := range cookieIDs(r, CookieName) {
+		ok, err := m.store.DeleteSession(ctx, store.HashID(id))
+		if err != nil {
+			return ended, err
+		}
+		ended = ended || ok
 	}
-	return m.store.DeleteSession(ctx, store.HashID(id))
+	return ended, nil
 }
 
 // CSRFToken is the session's token for its forms.
@@ -153,8 +204,10 @@ func ValidCSRF(s *store.Session, token string) bool {
 // FormToken returns the browser's token for forms used without a session, setting its cookie
 // when the browser has none yet. The form must carry it back (ValidFormToken).
 func (m *Manager) FormToken(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(FormCookieName); err == nil && len(c.Value) == 43 {
-		return c.Value
+	for _, v := range cookieIDs(r, FormCookieName) {
+		if len(v) == 43 {
+			return v
+		}
 	}
 	t := NewToken()
 	http.SetCookie(w, m.cookie(FormCookieName, t, int((12*time.Hour).Seconds())))
@@ -162,10 +215,16 @@ func (m *Manager) FormToken(w http.ResponseWriter, r *http.Request) string {
 }
 
 // ValidFormToken compares a submitted form token with the browser's cookie, in constant time.
-// A site that cannot read our cookie cannot forge the form.
+// A site that cannot read our cookie cannot forge the form. Any of the browser's cookies of the
+// name will do (after an EMBED_MODE switch it holds one of each mode; see cookieIDs).
 func (m *Manager) ValidFormToken(r *http.Request, token string) bool {
-	c, err := r.Cookie(FormCookieName)
-	return err == nil && token != "" && len(c.Value) == 43 && subtle.ConstantTimeCompare([]byte(token), []byte(c.Value)) == 1
+	valid := false
+	for _, v := range cookieIDs(r, FormCookieName) {
+		if len(v) == 43 && subtle.ConstantTimeCompare([]byte(token), []byte(v)) == 1 {
+			valid = true
+		}
+	}
+	return token != "" && valid
 }
 
 // SetFlowCookie gives the browser the id of a sign-in flow, under a name of its own (tag), so
@@ -189,15 +248,27 @@ func (m *Manager) ClearFlowCookie(w http.ResponseWriter, tag string) {
 // subrequests. In an iFrame the platform's page is the top-level site, so the cookies must be
 // SameSite=None; Partitioned (CHIPS) keeps them to that embedding site.
 func (m *Manager) cookie(name, value string, maxAge int) *http.Cookie {
+	return modeCookie(m.embed, name, value, maxAge)
+}
+
+func modeCookie(embed bool, name, value string, maxAge int) *http.Cookie {
 	c := &http.Cookie{
 		Name: name, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode,
 	}
-	if m.embed {
+	if embed {
 		c.SameSite = http.SameSiteNoneMode
 		c.Partitioned = true
 	}
 	return c
+}
+
+// otherModeCookie removes the cookie of that name that the other EMBED_MODE sets: the browser
+// keeps a Partitioned cookie apart from an unpartitioned one of the same name, so each is
+// removed with its own attributes. (A browser refuses the removal of a SameSite=Lax cookie
+// from inside another site's iFrame; there that cookie is not sent either.)
+func (m *Manager) otherModeCookie(name string) *http.Cookie {
+	return modeCookie(!m.embed, name, "", -1)
 }
 
 // Sweep deletes expired flows and sessions, in batches, until none is left or ctx ends.
