@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/untis-partner/server/internal/platformsim"
-	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/session"
+	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/store"
 )
 
