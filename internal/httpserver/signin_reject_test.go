@@ -259,7 +259,7 @@ func TestSignInRejections(t *testing.T) {
 			words  string
 		}{
 			{launchQuery("999999"), http.StatusNotFound, "has not activated this app yet"},
-			{launchQuery(off), http.StatusForbidden, "has deactivated this app"},
+			{launchQuery(off), http.StatusForbidden, "switched off for your school"},
 			{url.Values{"school": {"x"}}, http.StatusBadRequest, "does not say which school"},
 			{url.Values{"tenant_id": {"../1"}}, http.StatusBadRequest, "does not say which school"},
 			{url.Values{"tenant_id": {"1"}, "tenantId": {"2"}}, http.StatusBadRequest, "does not say which school"},

@@ -233,14 +233,33 @@ func (m *Manager) SetFlowCookie(w http.ResponseWriter, tag, flowID string, expir
 	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, flowID, max(1, int(expires.Sub(m.now()).Seconds()))))
 }
 
-// FlowCookie returns the flow id the browser holds under tag ("" when none).
+// FlowCookie returns the flow id the browser holds under tag ("" when none, or when the flow was
+// used: FlowUsed).
 func (m *Manager) FlowCookie(r *http.Request, tag string) string {
-	return CookieID(r, flowCookiePrefix+tag)
+	if id := CookieID(r, flowCookiePrefix+tag); id != usedFlow {
+		return id
+	}
+	return ""
 }
 
-// ClearFlowCookie removes the flow cookie named by tag.
-func (m *Manager) ClearFlowCookie(w http.ResponseWriter, tag string) {
-	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, "", -1))
+// usedFlow is the value a flow cookie keeps once its callback arrived, for usedFlowMarkAge.
+const usedFlow = "used"
+
+// usedFlowMarkAge is how long a browser remembers that a sign-in's callback arrived: long
+// enough for going Back to it or reloading it, short enough that the few bytes per sign-in do
+// not pile up.
+const usedFlowMarkAge = time.Hour
+
+// MarkFlowUsed replaces the flow cookie named by tag with a mark that its callback arrived (its
+// flow is consumed at once). The same callback again, from Back or a reload, then finds the mark
+// (FlowUsed) and can be told apart from a browser that never kept the cookie (blocked cookies).
+func (m *Manager) MarkFlowUsed(w http.ResponseWriter, tag string) {
+	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, usedFlow, int(usedFlowMarkAge.Seconds())))
+}
+
+// FlowUsed reports whether the browser marked the flow named by tag as used (MarkFlowUsed).
+func (m *Manager) FlowUsed(r *http.Request, tag string) bool {
+	return CookieID(r, flowCookiePrefix+tag) == usedFlow
 }
 
 // cookie builds a __Host- cookie. Outside an iFrame SameSite=Lax: the cookie comes along when
