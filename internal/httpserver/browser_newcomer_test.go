@@ -143,3 +143,55 @@ func (s *wdSession) launchAndSee(e *signinEnv, tid string, u platformsim.User, i
 		return err == nil && strings.Contains(text, name), fmt.Sprintf("frame url %q, text %q (%v)", cur, text, err)
 	})
 }
+
+// TestBrowserIFrameOutsideEmbedMode: the simulator's iFrame entry point, with the server outside
+// embed mode (which forbids every frame), must not show a broken frame: the simulator asks the
+// partner, says why the iFrame cannot open and how to start embed mode, and offers the same
+// launch in a new tab, which signs the user in.
+func TestBrowserIFrameOutsideEmbedMode(t *testing.T) {
+	t.Parallel()
+	wd := startWebDriver(t)
+	e := newSigninEnv(t, signinOptions{})
+	tid := e.school(platformsim.TenantSpec{ID: "4204", Name: "Hauptschule Mitte"}, store.StateActive)
+	u := e.user(tid, platformsim.RoleTeacher)
+	s := wd.newSession(t)
+	defer s.dumpOnFailure(t, e)
+
+	s.launchFromSim(e.simURL, tid, u.SourcedID, platformsim.EntryMainMenu+":iframe")
+	s.waitFor("the simulator's explanation", func() (bool, string) {
+		cur, err := s.url()
+		if err != nil || !strings.HasPrefix(cur, e.simURL+"/sim/embed?") {
+			return false, fmt.Sprintf("url %q (%v)", cur, err)
+		}
+		text, err := s.text(`[data-testid="frame-refused"]`)
+		return err == nil, fmt.Sprintf("url %q, explanation %q (%v)", cur, text, err)
+	})
+	text := s.textOf(`[data-testid="frame-refused"]`)
+	for _, want := range []string{"does not allow being shown in an iFrame", "frame-ancestors 'none'", "EMBED_MODE=true", "make run"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the explanation lacks %q: %q", want, text)
+		}
+	}
+	var frames []wdElement
+	s.must(s.cmd(http.MethodPost, "/elements", map[string]any{"using": "css selector", "value": "iframe"}, &frames))
+	if len(frames) != 0 {
+		t.Errorf("the page still shows %d frame(s)", len(frames))
+	}
+
+	var before []string
+	s.must(s.cmd(http.MethodGet, "/window/handles", nil, &before))
+	s.click(s.find(`[data-testid="frame-refused"] a[target="_blank"]`))
+	s.waitFor("the new tab", func() (bool, string) {
+		var handles []string
+		_ = s.cmd(http.MethodGet, "/window/handles", nil, &handles)
+		for _, h := range handles {
+			if !contains(before, h) {
+				s.must(s.cmd(http.MethodPost, "/window", map[string]any{"handle": h}, nil))
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("windows %v", handles)
+	})
+	name := u.GivenName + " " + u.FamilyName
+	s.waitPage("the app in the new tab showing "+name, e.app.srv.URL+"/", name)
+}
