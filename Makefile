@@ -35,12 +35,13 @@ lint: ## gofmt, go vet, and go.mod/go.sum tidy
 	@$(GO) vet ./...
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
-build: ## build bin/server, bin/platformsim and bin/exampleapp
+build: ## build bin/server, bin/platformsim, bin/exampleapp and bin/demosync (make run's step 4)
 	@mkdir -p bin
 	@$(GO) build -ldflags "$(LDFLAGS)" -o bin/server ./cmd/server
 	@$(GO) build -o bin/platformsim ./cmd/platformsim
 	@$(GO) build -o bin/exampleapp ./cmd/exampleapp
-	@echo "built bin/server ($(VERSION)), bin/platformsim and bin/exampleapp"
+	@$(GO) build -o bin/demosync ./cmd/demosync
+	@echo "built bin/server ($(VERSION)), bin/platformsim, bin/exampleapp and bin/demosync"
 
 db-up: ## start the private PostgreSQL and print its URL (password masked; scripts/pg.sh url has it)
 	@scripts/pg.sh show

@@ -2,11 +2,14 @@
 # run.sh (make run): everything needed to click through the product on one machine:
 #   1. PostgreSQL: DATABASE_URL, or the private cluster of scripts/pg.sh;
 #   2. the Untis Platform simulator (cmd/platformsim) on SIM_PORT (8081);
-#   3. the partner server (cmd/server) on SERVER_PORT (8080), configured against the simulator;
-#   4. the two demo schools activated through the simulator's signed credentials webhooks.
-# Generated local secrets (encryption key, simulator keys) live in .local/ (git-ignored), so a
-# second `make run` keeps the same keys and the same data. Ctrl-C stops the simulator and the
-# server; PostgreSQL keeps running (`make db-stop` stops it).
+#   3. the partner server (cmd/server) on SERVER_PORT (8080), configured against the simulator, in
+#      embed mode unless EMBED_MODE=false (then the simulator's iFrame buttons explain why not);
+#   4. the two demo schools: cmd/demosync makes simulator and server agree on each one and says
+#      truthfully where it stands (activated through the simulator's signed webhooks).
+# Generated local secrets (encryption key, simulator keys) and the simulator's state (each demo
+# school's status and credentials) live in .local/ (git-ignored), so a second `make run` keeps the
+# same keys and the same data. Ctrl-C stops the simulator and the server; PostgreSQL keeps running
+# (`make db-stop` stops it).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -14,6 +17,7 @@ cd "$repo"
 server_port="${SERVER_PORT:-8080}"
 sim_port="${SIM_PORT:-8081}"
 server_url="http://localhost:$server_port"
+embed_mode="${EMBED_MODE:-true}"
 sim_url="http://localhost:$sim_port"
 local_dir="$repo/.local"
 mkdir -p "$local_dir" "$repo/bin"
@@ -83,10 +87,10 @@ trap cleanup EXIT
 
 # 3. The simulator, then the server.
 bin/platformsim -addr "127.0.0.1:$sim_port" -base-url "$sim_url" -partner-url "$server_url" \
-  -webhook-key-file "$webhook_key" -signing-key-file "$signing_key" &
+  -webhook-key-file "$webhook_key" -signing-key-file "$signing_key" -state-file "$local_dir/sim-state.json" &
 pids+=($!)
 
-PUBLIC_URL="$server_url" UNTIS_API_URL="$sim_url" LISTEN_ADDR="127.0.0.1:$server_port" \
+PUBLIC_URL="$server_url" UNTIS_API_URL="$sim_url" LISTEN_ADDR="127.0.0.1:$server_port" EMBED_MODE="$embed_mode" \
   LOG_FORMAT="${LOG_FORMAT:-text}" SHUTDOWN_DELAY="${SHUTDOWN_DELAY:-0s}" bin/server serve &
 pids+=($!)
 
@@ -104,30 +108,18 @@ wait_for() { # url what
 wait_for "$sim_url/sim/api/tenants" "the simulator"
 wait_for "$server_url/readyz" "the server"
 
-# 4. The demo schools: the simulator signs and sends CREATED webhooks, as the platform does when a
-# school admin activates the app. A school already active answers 200 as well (duplicate-safe).
-# Where the server does not take the webhook, the school is activated by hand instead, as an
-# operator would (`server activate`: the credentials are proved with the platform, then stored).
-for tenant in 1001 1002; do
-  answer="$(curl -sS -X POST "$sim_url/sim/api/tenants/$tenant/activate" || true)"
-  status="$(printf '%s' "$answer" | sed -nE 's/.*"status":([0-9]+).*/\1/p' | head -n1)"
-  if [ "$status" = "200" ]; then
-    case "$answer" in
-    *'\"state\":\"deactivated\"'* | *'\"state\":\"deleted\"'*)
-      # The same CREATED as an earlier run's: a duplicate, and the school stays as it was left.
-      say "demo school $tenant: deactivated in an earlier run and still so (the server took this CREATED for a replay); use Reactivate on the simulator page" ;;
-    *) say "demo school $tenant: signed CREATED webhook sent, the server answered 200" ;;
-    esac
-    continue
-  fi
-  info="$(curl -fsS "$sim_url/sim/api/tenants/$tenant")" || die "the simulator does not know demo school $tenant"
-  field() { printf '%s' "$info" | sed -nE "s/.*\"$1\":\"([^\"]*)\".*/\1/p" | head -n1; }
-  printf '{"clientId":"%s","secret":"%s","password":"%s"}' "$(field clientId)" "$(field secret)" "$(field password)" |
-    UNTIS_API_URL="$sim_url" LOG_FORMAT=text bin/server activate "$tenant" >/dev/null ||
-    die "demo school $tenant could not be activated (see above)"
-  say "demo school $tenant: activated with its credentials (the webhook answered ${status:-nothing})"
-done
-
+# 4. The demo schools. Simulator and server must agree on each one (is the app activated, with
+# which credentials), however the last run ended: a reset or reactivation on the simulator page, a
+# deactivation, a wiped database, a mistyped manual entry. cmd/demosync compares both sides (the
+# credentials in constant time, never printed; then a token from the platform) and repairs a
+# difference the way the platform would, with the simulator's signed webhooks. It says where each
+# school stands, and fails when sign-in to one would fail without anyone having chosen it.
+sync_report="$local_dir/demosync.txt"
+if UNTIS_API_URL="$sim_url" bin/demosync -sim "$sim_url" -tenants 1001,1002 >"$sync_report"; then
+  schools_ok=1
+else
+  schools_ok=""
+fi
 # 5. A console account for the operator's side (/admin). The password is a local demo value,
 # printed below; a real deployment creates its operators with `server operator add`.
 demo_operator="operator@example.com"
@@ -136,14 +128,26 @@ printf '%s\n' "$demo_operator_password" | bin/server operator add "$demo_operato
   die "the demo console account could not be created (see above)"
 
 db_shown="$(printf '%s' "$DATABASE_URL" | sed -E 's#//([^:@/]*):[^@]*@#//\1:***@#; s#\?.*##')"
+if [ -n "$schools_ok" ]; then
+  headline="Ready."
+else
+  headline="Started, but sign-in to a demo school will fail: see NOT READY above."
+fi
+case "$embed_mode" in
+true | 1 | TRUE | True) mode_line="entry points open in an iFrame or a new tab (EMBED_MODE=true; EMBED_MODE=false make run: new tab only)" ;;
+*) mode_line="entry points open in a new tab only (EMBED_MODE=$embed_mode; the simulator's iFrame buttons say why)" ;;
+esac
 cat >&2 <<READY
 
-  Ready.
+  $headline
     Untis Platform simulator: $sim_url    <- start here: pick a school and a user, click an entry point
     Partner server:           $server_url    (health: $server_url/readyz, metrics: $server_url/metrics)
     Operator console:         $server_url/admin    (local demo account: $demo_operator / $demo_operator_password)
     Manual activation:        $server_url/activate    (onboarding without a webhook)
     Database:                 $db_shown
+    Mode:                     $mode_line
+  Demo schools:
+$(sed 's/^/    /' "$sync_report")
   Press Ctrl-C to stop.
 
 READY

@@ -9,7 +9,7 @@
 //
 // Every flag falls back to an environment variable (SIM_ADDR, SIM_BASE_URL,
 // SIM_PARTNER_URL, SIM_WEBHOOK_KEY_FILE, SIM_SIGNING_KEY_FILE,
-// SIM_SIGNING_ALG, SIM_DEMO, SIM_LOG_LEVEL).
+// SIM_STATE_FILE, SIM_SIGNING_ALG, SIM_DEMO, SIM_LOG_LEVEL).
 package main
 
 import (
@@ -47,6 +47,7 @@ func main() {
 type options struct {
 	addr, baseURL, partnerURL      string
 	webhookKeyFile, signingKeyFile string
+	stateFile                      string
 	signingAlg, logLevel           string
 	demo                           bool
 }
@@ -73,8 +74,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.addr, "addr", envOr(getenv, "SIM_ADDR", "127.0.0.1:8081"), "listen address (SIM_ADDR)")
 	fs.StringVar(&o.baseURL, "base-url", getenv("SIM_BASE_URL"), "public base URL, the server's UNTIS_API_URL (SIM_BASE_URL; default http://<addr>)")
 	fs.StringVar(&o.partnerURL, "partner-url", envOr(getenv, "SIM_PARTNER_URL", "http://localhost:8080"), "the partner server's base URL (SIM_PARTNER_URL)")
-	fs.StringVar(&o.webhookKeyFile, "webhook-key-file", getenv("SIM_WEBHOOK_KEY_FILE"), "PKCS#8 PEM RSA key that signs webhooks, created if missing; the demo schools' credentials are derived from it, so they survive restarts (SIM_WEBHOOK_KEY_FILE; default: a new key and new credentials each start)")
+	fs.StringVar(&o.webhookKeyFile, "webhook-key-file", getenv("SIM_WEBHOOK_KEY_FILE"), "PKCS#8 PEM RSA key that signs webhooks, created if missing; the demo schools' first credentials are derived from it (SIM_WEBHOOK_KEY_FILE; default: a new key and new credentials each start)")
 	fs.StringVar(&o.signingKeyFile, "signing-key-file", getenv("SIM_SIGNING_KEY_FILE"), "PKCS#8 PEM key that signs id_tokens, created if missing (SIM_SIGNING_KEY_FILE; default: a new key each start)")
+	fs.StringVar(&o.stateFile, "state-file", getenv("SIM_STATE_FILE"), "JSON file where each school's app status and current credentials survive restarts, as on the real platform (SIM_STATE_FILE; default: a restart forgets resets, reactivations and deactivations)")
 	fs.StringVar(&o.signingAlg, "signing-alg", envOr(getenv, "SIM_SIGNING_ALG", platformsim.RS256), "id_token algorithm: RS256 or ES256 (SIM_SIGNING_ALG)")
 	fs.StringVar(&o.logLevel, "log-level", envOr(getenv, "SIM_LOG_LEVEL", "info"), "debug, info, warn or error (SIM_LOG_LEVEL)")
 	demoDefault, err := envBool(getenv, "SIM_DEMO", true)
@@ -102,15 +104,15 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	logHandler := slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	logger := slog.New(logHandler)
 
-	cfg := platformsim.Config{PartnerURL: o.partnerURL, Logger: logger}
+	cfg := platformsim.Config{PartnerURL: o.partnerURL, Logger: logger, StateFile: o.stateFile}
 	if o.webhookKeyFile != "" {
 		key, err := loadOrCreateKey(o.webhookKeyFile, platformsim.RS256)
 		if err != nil {
 			return fmt.Errorf("-webhook-key-file: %w", err)
 		}
 		cfg.WebhookKey = key.(*rsa.PrivateKey)
-		// The key file is the simulator's one piece of persistent state: derive the demo
-		// schools' credentials from it, so a restart keeps what the partner server stored.
+		// Derive the demo schools' first credentials from the key file, so that a restart
+		// without a state file (-state-file) offers the credentials of the first activation.
 		der, err := x509.MarshalPKCS8PrivateKey(cfg.WebhookKey)
 		if err != nil {
 			return fmt.Errorf("-webhook-key-file: %w", err)

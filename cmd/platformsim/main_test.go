@@ -154,3 +154,65 @@ func TestServe(t *testing.T) {
 		}
 	}
 }
+
+// TestStateFileFlag: with -state-file a restarted simulator offers the credentials of the reset
+// it did before (make run's second start), instead of the first ones.
+func TestStateFileFlag(t *testing.T) {
+	t.Parallel()
+	partner := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer partner.Close()
+	dir := t.TempDir()
+	args := []string{"platformsim", "-addr", "127.0.0.1:0", "-partner-url", partner.URL,
+		"-webhook-key-file", filepath.Join(dir, "webhook.pem"), "-state-file", filepath.Join(dir, "sim-state.json")}
+	secretOf := func(base string) string {
+		t.Helper()
+		resp, err := http.Get(base + "/sim/api/tenants/1001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ti struct{ Secret, Status string }
+		if err := json.NewDecoder(resp.Body).Decode(&ti); err != nil {
+			t.Fatal(err)
+		}
+		return ti.Status + " " + ti.Secret
+	}
+	start := func() (string, func()) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout, stderr logtest.Buffer
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, args, noEnv, &stdout, &stderr) }()
+		urlRE := regexp.MustCompile(`open (http://127\.0\.0\.1:\d+)/`)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if m := urlRE.FindStringSubmatch(stdout.String()); m != nil {
+				return m[1], func() {
+					cancel()
+					if err := <-done; err != nil {
+						t.Errorf("run: %v", err)
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no URL printed; stderr:\n%s", stderr.String())
+			}
+		}
+	}
+	base, stop := start()
+	first := secretOf(base)
+	resp, err := http.Post(base+"/sim/api/tenants/1001/reset", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reset := secretOf(base)
+	stop()
+	if reset == first || !strings.HasPrefix(reset, "active ") {
+		t.Fatalf("reset: %q -> %q", first, reset)
+	}
+	base, stop = start()
+	defer stop()
+	if got := secretOf(base); got != reset {
+		t.Errorf("after a restart: %q, want the reset's %q", got, reset)
+	}
+}

@@ -162,13 +162,31 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 			"The app could not end your sign-in just now. Please try again in a moment.")
 		return
 	}
+	navigation := s.isNavigation(r)
 	if ended {
-		s.log.InfoContext(r.Context(), "signed out", "request_id", RequestID(r.Context()), "cross_origin", r.Header.Get("Origin") != "")
+		s.log.InfoContext(r.Context(), "signed out", "request_id", RequestID(r.Context()), "by_script", !navigation)
 	}
-	// A script's call (the platform's, or our front end's) gets no page.
-	if r.Header.Get("Sec-Fetch-Mode") == "cors" || (r.Header.Get("Origin") != "" && r.Header.Get("Origin") != s.origin) {
+	// A script's call (the platform's, or our front end's) gets no page; a person gets one.
+	if !navigation {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	s.render(w, r, http.StatusOK, page{Page: "signed_out", Title: "Signed out"})
+}
+
+// isNavigation tells a person's request (a button, a link, a typed address: the browser shows the
+// answer) from a script's (fetch or XMLHttpRequest, whose answer no one sees). Every current
+// browser says which in Sec-Fetch-Mode. The Origin header cannot tell: our pages send
+// Referrer-Policy no-referrer, under which Chromium posts our own Sign out form with
+// "Origin: null". Without Sec-Fetch-Mode (older browsers, curl), a request from another site's
+// origin counts as a script's.
+func (s *Server) isNavigation(r *http.Request) bool {
+	switch mode := r.Header.Get("Sec-Fetch-Mode"); mode {
+	case "navigate", "nested-navigate": // the second: Chromium before 80, for frames
+		return true
+	case "":
+		origin := r.Header.Get("Origin")
+		return origin == "" || origin == "null" || origin == s.origin
+	}
+	return false
 }

@@ -60,8 +60,12 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request, q url.Values) {
 	ctx := r.Context()
 	tag := sso.FlowCookieTag(q.Get("state"))
-	flowID := s.sessions.FlowCookie(r, tag)
-	s.sessions.ClearFlowCookie(w, tag) // one attempt per flow, whatever happens
+	flowID, used := s.sessions.FlowCookie(r, tag), s.sessions.FlowUsed(r, tag)
+	s.sessions.MarkFlowUsed(w, tag) // one attempt per flow, whatever happens
+	if used && q.Get("error") == "" {
+		s.flowAlreadyUsed(w, r)
+		return
+	}
 	if flowID == "" && q.Get("error") == "" {
 		s.endPreviousSession(w, r)
 		s.flowCookieMissing(w, r, q.Get("state"))
@@ -107,6 +111,15 @@ func (s *Server) endPreviousSession(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// flowAlreadyUsed answers a callback this browser already brought once (Back to it, a reload):
+// its sign-in link is spent, which is neither a cookie problem nor a failed sign-in, so a
+// session the browser has stays.
+func (s *Server) flowAlreadyUsed(w http.ResponseWriter, r *http.Request) {
+	s.log.InfoContext(r.Context(), "sign-in refused", "request_id", RequestID(r.Context()), "reason", "flow_reused")
+	s.renderError(w, r, http.StatusBadRequest, "This sign-in link was already used",
+		"Each sign-in link from WebUntis works once, and this one was used already (for example by going Back to it or reloading the page). Nothing is wrong with your account or your browser: open the app again from WebUntis.")
+}
+
 // flowCookieMissing answers a callback without its flow cookie. In an iFrame that is almost
 // always the browser blocking third-party cookies: the flow is found by its state so that the
 // page can offer to start the same launch again in a new tab, where the cookies are first-party.
@@ -148,7 +161,38 @@ func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, err error)
 	}
 	s.log.LogAttrs(ctx, level, "sign-in refused", attrs...)
 	status, heading, message := explain(e)
+	if e.Kind == sso.KindSchoolInactive {
+		heading, message = s.explainEnded(r, e.TenantID, heading, message)
+	}
 	s.renderError(w, r, status, heading, message)
+}
+
+// explainEnded says who switched the app off for a school, so that the user asks the one who can
+// switch it on again: the school's WebUntis administrator when the platform ended it (a
+// deactivation or deletion webhook), the app's provider when one of its operators did. Without
+// a record of the ending it keeps the general words it is given.
+func (s *Server) explainEnded(r *http.Request, tenantID, heading, message string) (string, string) {
+	if tenantID == "" || s.store == nil {
+		return heading, message
+	}
+	end, err := s.store.TenantEnding(r.Context(), tenantID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.WarnContext(r.Context(), "how the school ended", "request_id", RequestID(r.Context()), "tenant_id", tenantID, "err", err)
+		}
+		return heading, message
+	}
+	switch {
+	case !end.Ended:
+		return heading, message
+	case end.ByOperator:
+		return "This app is switched off for your school",
+			"The provider of this app has switched it off for your school; nobody at your school did. Your school's WebUntis administrator can ask the app's support why, and to switch it on again (quote the reference below). Then open the app from WebUntis."
+	case end.Deletion:
+		return "This app was removed from your school",
+			"Your school's WebUntis administrator has removed this app from your school in the Untis Platform. If you need it, ask them to add it again; then open it from WebUntis."
+	}
+	return heading, "Your school's WebUntis administrator has deactivated this app in the Untis Platform. If you need it, ask them to activate it again; then open it from WebUntis."
 }
 
 // explain turns a sign-in failure into a status and words for the user. Every status is a 4xx
@@ -160,7 +204,7 @@ func explain(e *sso.Error) (int, string, string) {
 			"Your school has not activated this app yet, or its activation has not reached us. Ask your school's WebUntis administrator to activate the app in the Untis Platform, then open it again from WebUntis."
 	case sso.KindSchoolInactive:
 		return http.StatusForbidden, "This app is switched off for your school",
-			"Your school's WebUntis administrator has deactivated this app. If you need it, ask them to activate it again; then open it from WebUntis."
+			"This app is not switched on for your school at the moment. Ask your school's WebUntis administrator: they can activate it in the Untis Platform, or ask the app's support."
 	case sso.KindFlowMissing:
 		return http.StatusBadRequest, "Sign-in could not be completed",
 			"This sign-in was already used, or it was started in another browser or tab. Open the app again from WebUntis."

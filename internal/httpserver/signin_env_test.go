@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +58,10 @@ type instance struct {
 	store     *store.Store
 	onboard   *onboard.Service
 	operators *operator.Manager
+	handler   atomic.Pointer[http.Handler]
+	publicURL string
+	now       func() time.Time
+	served    bool
 }
 
 type signinOptions struct {
@@ -122,9 +127,13 @@ func (e *signinEnv) newInstance() *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The server's URL is known only once it listens; the handler is swapped in after.
-	var h http.Handler = http.NotFoundHandler()
-	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	// The server's URL is known only once it listens; the handler is swapped in after (and again
+	// by restart, which keeps the URL, as a redeployed server keeps its address).
+	notYet := http.NotFoundHandler()
+	in.handler.Store(&notYet)
+	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*in.handler.Load()).ServeHTTP(w, r)
+	}))
 	t.Cleanup(in.srv.Close)
 	publicURL := in.srv.URL
 	if e.app != nil {
@@ -137,22 +146,44 @@ func (e *signinEnv) newInstance() *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
+	in.onboard = onboard.New(st, in.platform, e.opts.setupFields, e.log, in.sso.Invalidate)
+	in.operators = operator.New(operator.Config{Store: st, Logger: e.log, Now: now, Hash: testHashParams})
+	in.publicURL, in.now = publicURL, now
+	e.serve(in, e.opts.embed)
+	return in
+}
+
+// serve (re)builds the instance's sessions and handler, in embed mode or not.
+func (e *signinEnv) serve(in *instance, embed bool) {
+	t := e.t
+	t.Helper()
 	in.sessions = session.New(session.Config{
-		Store: st, Embed: e.opts.embed, IdleTimeout: e.opts.idle, MaxAge: e.opts.maxAge, Now: now, Logger: e.log,
+		Store: in.store, Embed: embed, IdleTimeout: e.opts.idle, MaxAge: e.opts.maxAge, Now: in.now, Logger: e.log,
 	})
 	webhookKey, err := config.ParseWebhookKeys(e.sim.WebhookPublicKey())
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.onboard = onboard.New(st, in.platform, e.opts.setupFields, e.log, in.sso.Invalidate)
-	in.operators = operator.New(operator.Config{Store: st, Logger: e.log, Now: now, Hash: testHashParams})
-	h = httpserver.New(httpserver.Deps{
-		Store: st, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: in.metrics,
+	reg := in.metrics
+	if in.served {
+		// A restarted server registers its HTTP metrics anew.
+		reg = metrics.NewRegistry()
+	}
+	in.served = true
+	h := httpserver.New(httpserver.Deps{
+		Store: in.store, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: reg,
 		Onboard: in.onboard, Webhooks: webhook.NewVerifier(webhookKey), Operators: in.operators,
-		EmbedMode: e.opts.embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: publicURL,
-		Now: now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits,
+		EmbedMode: embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: in.publicURL,
+		Now: in.now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits,
 	}).Handler()
-	return in
+	in.handler.Store(&h)
+}
+
+// restart serves the app again with EMBED_MODE switched to embed, on the same address and
+// database: what a browser sees when the server is redeployed in the other mode.
+func (e *signinEnv) restart(embed bool) {
+	e.t.Helper()
+	e.serve(e.app, embed)
 }
 
 func (e *signinEnv) ctx() context.Context {

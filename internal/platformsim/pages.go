@@ -272,9 +272,18 @@ func (s *Sim) handleEmbed(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Cannot embed", "Only the partner app's own URLs can be shown in the iFrame.")
 		return
 	}
+	// The page's origin as the browser sees it: the simulator may be reached under another
+	// name than its base URL (127.0.0.1 for localhost).
+	embedder := originOf(s.BaseURL())
+	if u, err := url.Parse(s.BaseURL()); err == nil && r.Host != "" {
+		embedder = u.Scheme + "://" + r.Host
+	}
+	v := s.partnerFraming(r.Context(), embedder)
 	s.render(w, http.StatusOK, "embed", struct {
 		School, TenantID, Src, PartnerLogout string
-	}{ti.Name, ti.ID, src, s.PartnerURL() + "/logout"})
+		Refused, NoneAllowed                 bool
+		Policy, Embedder, SimURL             string
+	}{ti.Name, ti.ID, src, s.PartnerURL() + "/logout", v.Known && !v.Allowed, v.NoneAllowed, v.Policy, embedder, s.BaseURL()})
 }
 
 // handlePageAction runs an app-store button: send the webhook, then show

@@ -91,6 +91,10 @@ type Config struct {
 	// TokenLifetime is how long access tokens live (expires_in); default
 	// AccessTokenLifetime, the platform's documented 3 minutes.
 	TokenLifetime time.Duration
+	// StateFile, when set, is where the simulator keeps each school's app status and current
+	// credentials across restarts (JSON, 0600, written after every lifecycle change); SeedDemo
+	// restores the demo schools from it. A file that does not parse makes New fail.
+	StateFile string
 }
 
 // Sim is a simulated Untis Platform. It is safe for concurrent use.
@@ -106,6 +110,9 @@ type Sim struct {
 	includeIss       bool
 	demoSeed         []byte
 	tokenLifetime    time.Duration
+	stateFile        string
+	saved            map[string]savedTenant // the state file as New read it
+	stateMu          sync.Mutex             // serialises writes of the state file
 
 	baseURL    atomic.Pointer[string]
 	partnerURL atomic.Pointer[string]
@@ -144,6 +151,7 @@ func New(cfg Config) (*Sim, error) {
 		includeIss:       cfg.IncludeIssParam,
 		demoSeed:         cfg.DemoSeed,
 		tokenLifetime:    cfg.TokenLifetime,
+		stateFile:        cfg.StateFile,
 		tenants:          make(map[string]*tenant),
 		codes:            make(map[string]*authCode),
 		tokens:           make(map[string]*accessToken),
@@ -163,6 +171,12 @@ func New(cfg Config) (*Sim, error) {
 	}
 	s.faults.init()
 	s.stats.init()
+	if s.stateFile != "" {
+		var err error
+		if s.saved, err = loadState(s.stateFile); err != nil {
+			return nil, err
+		}
+	}
 
 	var err error
 	s.webhookKey = cfg.WebhookKey

@@ -132,6 +132,9 @@ func (s *Sim) AddTenant(spec TenantSpec) (TenantInfo, error) {
 
 // SeedDemo adds the two demo schools: tenant 1001 "Gymnasium am See" and
 // tenant 1002 "Mittelschule Nord". It is a no-op for a school that exists.
+// A school the state file (Config.StateFile) knows gets its saved status and
+// credentials back; otherwise its credentials come from DemoSeed (or are
+// random) and it is not activated yet.
 func (s *Sim) SeedDemo() {
 	specs := []TenantSpec{
 		{ID: "1001", Name: "Gymnasium am See", Teachers: 6, Students: 20, Admins: 2, Parents: 1, Classes: 6,
@@ -143,12 +146,22 @@ func (s *Sim) SeedDemo() {
 		if _, ok := s.Tenant(spec.ID); ok {
 			continue
 		}
-		if len(s.demoSeed) > 0 {
+		saved, restore := s.saved[spec.ID]
+		switch {
+		case restore:
+			spec.Secret, spec.Password = saved.Secret, saved.Password
+		case len(s.demoSeed) > 0:
 			spec.Secret = s.demoCredential("secret", spec.ID)
 			spec.Password = s.demoCredential("password", spec.ID)
 		}
 		if _, err := s.AddTenant(spec); err != nil {
 			s.log.Error("platformsim: seed demo school", "tenant_id", spec.ID, "err", err)
+			continue
+		}
+		if restore {
+			s.mu.Lock()
+			s.tenants[spec.ID].status = saved.Status
+			s.mu.Unlock()
 		}
 	}
 }

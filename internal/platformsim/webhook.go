@@ -154,6 +154,7 @@ func (s *Sim) sendCredentials(ctx context.Context, tenantID, event string, fresh
 		}
 	}
 	s.mu.Unlock()
+	s.saveState()
 	body, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("platformsim: marshal credentials webhook: %w", err)
@@ -167,14 +168,16 @@ func (s *Sim) sendCredentials(ctx context.Context, tenantID, event string, fresh
 // (onboarding scenario 3).
 func (s *Sim) ReactivateWithoutWebhook(tenantID string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t := s.tenants[tenantID]
 	if t == nil {
+		s.mu.Unlock()
 		return ErrUnknownTenant
 	}
 	t.secret, t.password = randomToken(24), randomToken(24)
 	t.status = StatusActive
 	t.lastResult, t.lastResultErr = nil, ""
+	s.mu.Unlock()
+	s.saveState()
 	return nil
 }
 
@@ -210,6 +213,7 @@ func (s *Sim) DeactivateWith(ctx context.Context, tenantID string, opt Deactivat
 	// Tokens issued before must stay dead if the school reactivates.
 	t.tokenEpoch++
 	s.mu.Unlock()
+	s.saveState()
 	body, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("platformsim: marshal deactivation webhook: %w", err)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/untis-partner/server/internal/metrics"
@@ -109,8 +110,9 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		User: user, SessionIDHash: store.HashID(id), CSRFToken: []byte(NewToken()), Launch: launch,
 		Now: now, IdleExpiresAt: now.Add(m.idle), ExpiresAt: now.Add(m.max),
 	}
-	if prev := CookieID(r, CookieName); prev != "" {
-		l.ReplacesIDHash = store.HashID(prev)
+	prev := cookieIDs(r, CookieName)
+	if len(prev) > 0 {
+		l.ReplacesIDHash = store.HashID(prev[0])
 	}
 	state, err := m.store.CreateLogin(ctx, l)
 	if l.ReplacesIDHash != nil && m.cache != nil {
@@ -120,6 +122,20 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return "", fmt.Errorf("start session: %w", err)
 	}
+	// A browser that brought two session cookies (see cookieIDs) has its other session ended
+	// too: a new sign-in replaces whatever this browser was signed in as.
+	for i, old := range prev {
+		if i == 0 {
+			continue // replaced by CreateLogin
+		}
+		if _, err := m.endSession(ctx, store.HashID(old)); err != nil {
+			m.log.WarnContext(ctx, "end a replaced session", "tenant_id", user.TenantID, "err", err)
+		}
+	}
+	// The other mode's cookie of the same name would otherwise be sent along (and looked up)
+	// until it expires. It is removed first: a browser that does not know Partitioned takes both
+	// headers for one cookie, and the last one must be the new session's.
+	http.SetCookie(w, m.otherModeCookie(CookieName))
 	http.SetCookie(w, m.cookie(CookieName, id, int(m.max.Seconds())))
 	return state, nil
 }
@@ -134,29 +150,64 @@ func CookieID(r *http.Request, name string) string {
 	return c.Value
 }
 
-// Load returns the request's live session, or ErrNoSession. Activity moves the idle expiry
-// (written at most once a minute per session). The session returned may be shared with other
-// requests (the cache's copy): callers read it and never modify it.
-func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, error) {
-	id := CookieID(r, CookieName)
-	if id == "" {
-		return nil, ErrNoSession
+// maxCookieValues bounds how many cookies of one name a request may have looked up. A browser
+// holds at most two of our names: after EMBED_MODE changed, the SameSite=Lax cookie of one mode
+// and the Partitioned cookie of the other are, to the browser, two cookies that it sends both.
+const maxCookieValues = 4
+
+// cookieIDs returns the ids the request's cookies of that name hold, in the order the browser
+// sent them, without repeats, implausible sizes (see CookieID) or more than maxCookieValues.
+func cookieIDs(r *http.Request, name string) []string {
+	var ids []string
+	for _, c := range r.CookiesNamed(name) {
+		if c.Value == "" || len(c.Value) > 128 || slices.Contains(ids, c.Value) {
+			continue
+		}
+		if ids = append(ids, c.Value); len(ids) == maxCookieValues {
+			break
+		}
 	}
-	return m.lookup(ctx, id)
+	return ids
+}
+
+// Load returns the request's live session, or ErrNoSession. Activity moves the idle expiry
+// (written at most once a minute per session). Of several session cookies (cookieIDs) the first
+// live one counts: the header does not say which is which mode's, and the other is usually the
+// stale one of before a mode switch, whose session the sign-in since replaced. The session
+// returned may be shared with other requests (the cache's copy): callers read it and never
+// modify it.
+func (m *Manager) Load(ctx context.Context, r *http.Request) (*store.Session, error) {
+	for _, id := range cookieIDs(r, CookieName) {
+		s, err := m.lookup(ctx, id)
+		if errors.Is(err, ErrNoSession) {
+			continue
+		}
+		return s, err
+	}
+	return nil, ErrNoSession
 }
 
 // End deletes the request's session (if any) and clears its cookie. It reports whether a
 // session was ended.
 func (m *Manager) End(ctx context.Context, w http.ResponseWriter, r *http.Request) (bool, error) {
 	http.SetCookie(w, m.cookie(CookieName, "", -1))
-	id := CookieID(r, CookieName)
-	if id == "" {
-		return false, nil
+	http.SetCookie(w, m.otherModeCookie(CookieName))
+	ended := false
+	for _, id := range cookieIDs(r, CookieName) {
+		ok, err := m.endSession(ctx, store.HashID(id))
+		if err != nil {
+			return ended, err
+		}
+		ended = ended || ok
 	}
-	idHash := store.HashID(id)
+	return ended, nil
+}
+
+// endSession deletes a session. Other replicas hear of it through the store's notification;
+// this one forgets its cached copy before answering.
+func (m *Manager) endSession(ctx context.Context, idHash []byte) (bool, error) {
 	ended, err := m.store.DeleteSession(ctx, idHash)
 	if m.cache != nil {
-		// Other replicas hear of it; this one forgets it before answering.
 		m.cache.drop(idHash)
 	}
 	return ended, err
@@ -173,8 +224,10 @@ func ValidCSRF(s *store.Session, token string) bool {
 // FormToken returns the browser's token for forms used without a session, setting its cookie
 // when the browser has none yet. The form must carry it back (ValidFormToken).
 func (m *Manager) FormToken(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(FormCookieName); err == nil && len(c.Value) == 43 {
-		return c.Value
+	for _, v := range cookieIDs(r, FormCookieName) {
+		if len(v) == 43 {
+			return v
+		}
 	}
 	t := NewToken()
 	http.SetCookie(w, m.cookie(FormCookieName, t, int((12*time.Hour).Seconds())))
@@ -182,10 +235,16 @@ func (m *Manager) FormToken(w http.ResponseWriter, r *http.Request) string {
 }
 
 // ValidFormToken compares a submitted form token with the browser's cookie, in constant time.
-// A site that cannot read our cookie cannot forge the form.
+// A site that cannot read our cookie cannot forge the form. Any of the browser's cookies of the
+// name will do (after an EMBED_MODE switch it holds one of each mode; see cookieIDs).
 func (m *Manager) ValidFormToken(r *http.Request, token string) bool {
-	c, err := r.Cookie(FormCookieName)
-	return err == nil && token != "" && len(c.Value) == 43 && subtle.ConstantTimeCompare([]byte(token), []byte(c.Value)) == 1
+	valid := false
+	for _, v := range cookieIDs(r, FormCookieName) {
+		if len(v) == 43 && subtle.ConstantTimeCompare([]byte(token), []byte(v)) == 1 {
+			valid = true
+		}
+	}
+	return token != "" && valid
 }
 
 // SetFlowCookie gives the browser the id of a sign-in flow, under a name of its own (tag), so
@@ -194,14 +253,33 @@ func (m *Manager) SetFlowCookie(w http.ResponseWriter, tag, flowID string, expir
 	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, flowID, max(1, int(expires.Sub(m.now()).Seconds()))))
 }
 
-// FlowCookie returns the flow id the browser holds under tag ("" when none).
+// FlowCookie returns the flow id the browser holds under tag ("" when none, or when the flow was
+// used: FlowUsed).
 func (m *Manager) FlowCookie(r *http.Request, tag string) string {
-	return CookieID(r, flowCookiePrefix+tag)
+	if id := CookieID(r, flowCookiePrefix+tag); id != usedFlow {
+		return id
+	}
+	return ""
 }
 
-// ClearFlowCookie removes the flow cookie named by tag.
-func (m *Manager) ClearFlowCookie(w http.ResponseWriter, tag string) {
-	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, "", -1))
+// usedFlow is the value a flow cookie keeps once its callback arrived, for usedFlowMarkAge.
+const usedFlow = "used"
+
+// usedFlowMarkAge is how long a browser remembers that a sign-in's callback arrived: long
+// enough for going Back to it or reloading it, short enough that the few bytes per sign-in do
+// not pile up.
+const usedFlowMarkAge = time.Hour
+
+// MarkFlowUsed replaces the flow cookie named by tag with a mark that its callback arrived (its
+// flow is consumed at once). The same callback again, from Back or a reload, then finds the mark
+// (FlowUsed) and can be told apart from a browser that never kept the cookie (blocked cookies).
+func (m *Manager) MarkFlowUsed(w http.ResponseWriter, tag string) {
+	http.SetCookie(w, m.cookie(flowCookiePrefix+tag, usedFlow, int(usedFlowMarkAge.Seconds())))
+}
+
+// FlowUsed reports whether the browser marked the flow named by tag as used (MarkFlowUsed).
+func (m *Manager) FlowUsed(r *http.Request, tag string) bool {
+	return CookieID(r, flowCookiePrefix+tag) == usedFlow
 }
 
 // cookie builds a __Host- cookie. Outside an iFrame SameSite=Lax: the cookie comes along when
@@ -209,15 +287,27 @@ func (m *Manager) ClearFlowCookie(w http.ResponseWriter, tag string) {
 // subrequests. In an iFrame the platform's page is the top-level site, so the cookies must be
 // SameSite=None; Partitioned (CHIPS) keeps them to that embedding site.
 func (m *Manager) cookie(name, value string, maxAge int) *http.Cookie {
+	return modeCookie(m.embed, name, value, maxAge)
+}
+
+func modeCookie(embed bool, name, value string, maxAge int) *http.Cookie {
 	c := &http.Cookie{
 		Name: name, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode,
 	}
-	if m.embed {
+	if embed {
 		c.SameSite = http.SameSiteNoneMode
 		c.Partitioned = true
 	}
 	return c
+}
+
+// otherModeCookie removes the cookie of that name that the other EMBED_MODE sets: the browser
+// keeps a Partitioned cookie apart from an unpartitioned one of the same name, so each is
+// removed with its own attributes. (A browser refuses the removal of a SameSite=Lax cookie
+// from inside another site's iFrame; there that cookie is not sent either.)
+func (m *Manager) otherModeCookie(name string) *http.Cookie {
+	return modeCookie(!m.embed, name, "", -1)
 }
 
 // Sweep deletes expired flows and sessions, in batches, until none is left or ctx ends.
