@@ -142,7 +142,7 @@ func (r *replica) signIn(tenant, sub, role string) string {
 		r.t.Fatal(err)
 	}
 	for _, c := range w.Result().Cookies() {
-		if c.Name == CookieName {
+		if c.Name == CookieName && c.Value != "" { // the first one removes the other mode's cookie
 			return c.Value
 		}
 	}
