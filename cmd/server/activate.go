@@ -8,8 +8,10 @@ import (
 	"io"
 	"strings"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/onboard"
 	"github.com/untis-partner/server/internal/store"
+	"github.com/untis-partner/server/web"
 )
 
 // maxCredentialsInput bounds what activate reads from stdin.
@@ -54,17 +56,19 @@ func activate(ctx context.Context, args []string, getenv func(string) string, st
 		inputErr *onboard.InputError
 		proofErr *onboard.ProofError
 	)
+	// The command line speaks English: the catalogs' source language.
+	english := func(t i18n.Text) string { return i18n.English(web.Locales()).MustLocalize(t) }
 	switch {
 	case errors.As(err, &inputErr):
 		var missing []string
 		for _, field := range []string{onboard.FieldClientID, onboard.FieldSecret, onboard.FieldPassword} {
 			if p, ok := inputErr.Problems[field]; ok {
-				missing = append(missing, field+" "+p)
+				missing = append(missing, field+": "+english(p))
 			}
 		}
-		return fmt.Errorf("activate: %s", strings.Join(missing, ", "))
+		return fmt.Errorf("activate: %s", strings.Join(missing, " "))
 	case errors.As(err, &proofErr):
-		return fmt.Errorf("activate: nothing stored: tenant %s: %s", tenantID, proofErr.Message)
+		return fmt.Errorf("activate: nothing stored: tenant %s: %s", tenantID, english(proofErr.Message))
 	case err != nil:
 		return fmt.Errorf("activate: %w", err)
 	}

@@ -66,7 +66,7 @@ func TestActivate(t *testing.T) {
 		{"wrong client id", creds("other-app", secretValue, passwordValue), "refused the client id or the password"},
 		{"not JSON", "clientId=" + clientID + " secret=" + secretValue, "not the expected JSON"},
 		{"unknown field", `{"clientId":"a","secret":"b","password":"c","host":"evil.example"}`, "not the expected JSON"},
-		{"missing password", creds(clientID, secretValue, ""), "password is required"},
+		{"missing password", creds(clientID, secretValue, ""), "password: Please fill this in"},
 	} {
 		out, err := activateWith("5101", tc.stdin)
 		if err == nil || !strings.Contains(out, tc.want) {

@@ -19,10 +19,13 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -52,6 +55,10 @@ const (
 	EnvLaunchLimitClient  = "LAUNCH_LIMIT_PER_CLIENT"
 	EnvLaunchLimitSchool  = "LAUNCH_LIMIT_PER_SCHOOL"
 	EnvSessionCacheTTL    = "SESSION_CACHE_TTL"
+	EnvAppName            = "APP_NAME"
+	EnvAppLogoURL         = "APP_LOGO_URL"
+	EnvAppAccentColor     = "APP_ACCENT_COLOR"
+	EnvSchoolTimezone     = "SCHOOL_TIMEZONE"
 )
 
 // Config is the validated configuration.
@@ -92,6 +99,16 @@ type Config struct {
 	// SessionCacheTTL is how long a session read from the database may answer later requests
 	// from memory (revoked on every replica through LISTEN/NOTIFY; 0 turns the cache off).
 	SessionCacheTTL time.Duration
+
+	// AppName names the app on every page (title and header); AppLogoURL is an optional logo
+	// (https or a path on this server) and AppAccentColor an optional #rrggbb for buttons and
+	// links.
+	AppName        string
+	AppLogoURL     string
+	AppAccentColor string
+	// SchoolTimezone is the time zone of a school whose country names none (the credentials
+	// webhook's "country" picks the zone otherwise: AT Europe/Vienna, DE Europe/Berlin, ...).
+	SchoolTimezone *time.Location
 
 	raw map[string]string // as given, for Describe
 }
@@ -276,6 +293,60 @@ var options = []option{
 	// anywhere (per school); README.md "Configuration" says why.
 	{name: EnvLaunchLimitClient, def: "1500", apply: limitOption(func(c *Config) *int { return &c.LaunchLimitPerClient })},
 	{name: EnvLaunchLimitSchool, def: "3000", apply: limitOption(func(c *Config) *int { return &c.LaunchLimitPerSchool })},
+	{name: EnvAppName, def: "Partner App", apply: func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "" || utf8.RuneCountInString(v) > 60 || strings.ContainsFunc(v, unicode.IsControl) {
+			return errors.New("must be a name of 1 to 60 characters without control characters")
+		}
+		c.AppName = v
+		return nil
+	}},
+	{name: EnvAppLogoURL, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if !validLogoURL(v) {
+			return errors.New("must be an https:// URL (no user info) or a path on this server starting with one /")
+		}
+		c.AppLogoURL = v
+		return nil
+	}},
+	{name: EnvAppAccentColor, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if !accentColor.MatchString(v) {
+			return errors.New("must be a colour as #rrggbb, such as #0b6bcb")
+		}
+		c.AppAccentColor = strings.ToLower(v)
+		return nil
+	}},
+	{name: EnvSchoolTimezone, def: "Europe/Vienna", apply: func(c *Config, v string) error {
+		loc, err := time.LoadLocation(v)
+		if err != nil || v == "" || v == "Local" {
+			return errors.New("must be an IANA time zone such as Europe/Vienna")
+		}
+		c.SchoolTimezone = loc
+		return nil
+	}},
+}
+
+// accentColor is APP_ACCENT_COLOR's form: the value goes into a style sheet, so nothing else
+// may pass.
+var accentColor = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
+
+// validLogoURL accepts an https URL with a host and no user info, or a path on this server
+// (one leading slash). Pages load it as an image, so the Content-Security-Policy's img-src
+// names its origin.
+func validLogoURL(v string) bool {
+	if len(v) > 2048 || strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '\\' }) {
+		return false
+	}
+	if strings.HasPrefix(v, "/") {
+		return !strings.HasPrefix(v, "//")
+	}
+	u, err := url.Parse(v)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil
 }
 
 // Load reads every option through getenv (os.Getenv in production, a map in tests). Values that

@@ -152,14 +152,22 @@ func TestActivatePage(t *testing.T) {
 		if got.status != http.StatusBadRequest {
 			t.Fatalf("missing fields = %d", got.status)
 		}
-		if n := strings.Count(got.body, "is required"); n != 3 {
-			t.Errorf("%d 'is required' messages, want 3 (tenant id, client id, password):\n%s", n, got.body)
+		// Each wrong field is marked, its message tied to it, and the summary on top links to it.
+		for _, id := range []string{"a-tenant", "a-client", "a-password"} {
+			for _, want := range []string{`aria-describedby="` + id + `-problem"`, `<p class="problem" id="` + id + `-problem">Please fill this in.</p>`, `<a href="#` + id + `">`} {
+				if !strings.Contains(got.body, want) {
+					t.Errorf("the page has no %s", want)
+				}
+			}
+		}
+		if n := strings.Count(got.body, `aria-invalid="true"`); n != 3 || !strings.Contains(got.body, `role="alert"`) {
+			t.Errorf("%d fields marked invalid, want 3 (tenant id, client id, password), and an announced summary:\n%s", n, got.body)
 		}
 		if strings.Contains(got.body, "only-a-secret-value") {
 			t.Error("the page shows the secret it was sent")
 		}
 		got = b.formPost(activateURL, activateValues(activateForm(t, b), "../6604", "c", "s\x01", "p"), nil)
-		if got.status != http.StatusBadRequest || !strings.Contains(got.body, "must be the school&#39;s tenant id") ||
+		if got.status != http.StatusBadRequest || !strings.Contains(got.body, "Enter the school&#39;s tenant id") ||
 			!strings.Contains(got.body, "not allowed") {
 			t.Errorf("malformed fields = %d\n%s", got.status, got.body)
 		}

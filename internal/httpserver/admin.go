@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/onboard"
 	"github.com/untis-partner/server/internal/operator"
 	"github.com/untis-partner/server/internal/store"
@@ -36,7 +37,7 @@ func (s *Server) requireOperator(next http.Handler) http.Handler {
 				http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 				return
 			}
-			s.renderError(w, r, http.StatusUnauthorized, "Signed out", "Your console session has ended. Sign in again.")
+			s.renderError(w, r, http.StatusUnauthorized, i18n.T("console.ended.heading"), i18n.T("console.ended.text"))
 			return
 		}
 		if err != nil {
@@ -46,7 +47,7 @@ func (s *Server) requireOperator(next http.Handler) http.Handler {
 		if r.Method == http.MethodPost {
 			if err := r.ParseForm(); err != nil || !operator.ValidCSRF(os, r.PostForm.Get("csrf")) {
 				s.log.WarnContext(r.Context(), "console form refused: CSRF token", "request_id", RequestID(r.Context()), "operator", os.Email)
-				s.renderError(w, r, http.StatusForbidden, "The form has expired", "Open the page again and send the form from there.")
+				s.renderError(w, r, http.StatusForbidden, i18n.T("error.form_expired.heading"), i18n.T("error.form.again"))
 				return
 			}
 		}
@@ -59,22 +60,22 @@ func (s *Server) handleAdminLogin(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/admin", http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, page{Page: "admin_login", Title: "Console sign-in", CSRF: s.sessions.FormToken(w, r)})
+	s.render(w, r, http.StatusOK, page{Page: "admin_login", Title: i18n.T("console.login.heading"), CSRF: s.sessions.FormToken(w, r), Console: true, Home: "/admin"})
 }
 
 func (s *Server) handleAdminLoginPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
-		s.renderError(w, r, http.StatusBadRequest, "The form could not be read", "Open the sign-in page again.")
+		s.renderError(w, r, http.StatusBadRequest, i18n.T("error.form_unreadable.heading"), i18n.T("error.form.again"))
 		return
 	}
 	email := r.PostForm.Get("email")
-	again := func(status int, msg string) {
-		s.render(w, r, status, page{Page: "admin_login", Title: "Console sign-in", CSRF: s.sessions.FormToken(w, r),
-			Message: msg, Values: map[string]string{"email": email}})
+	again := func(status int, msg i18n.Text) {
+		s.render(w, r, status, page{Page: "admin_login", Title: i18n.T("console.login.heading"), CSRF: s.sessions.FormToken(w, r),
+			Message: msg, Values: map[string]string{"email": email}, Console: true, Home: "/admin"})
 	}
 	if !s.sessions.ValidFormToken(r, r.PostForm.Get("csrf")) {
-		again(http.StatusForbidden, "The form had expired; please sign in again.")
+		again(http.StatusForbidden, i18n.T("console.login.expired"))
 		return
 	}
 	os, err := s.operators.SignIn(ctx, w, email, r.PostForm.Get("password"), limitKey(ClientIP(ctx)))
@@ -86,18 +87,17 @@ func (s *Server) handleAdminLoginPost(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, operator.ErrBadCredentials):
 		// One message for both: the page does not tell which accounts exist.
 		s.log.WarnContext(ctx, "operator sign-in refused", "request_id", RequestID(ctx), "client_ip", ClientIP(ctx), "reason", err.Error())
-		again(http.StatusUnauthorized, "Wrong e-mail address or password.")
+		again(http.StatusUnauthorized, i18n.T("console.login.wrong"))
 	case errors.As(err, &limited):
 		s.log.WarnContext(ctx, "operator sign-in rate-limited", "request_id", RequestID(ctx), "client_ip", ClientIP(ctx), "reason", err.Error())
 		w.Header().Set("Retry-After", strconv.Itoa(int(limited.RetryAfter.Seconds())))
 		if limited.Account {
 			// Counted for addresses without an account too: this says nothing about which exist.
-			again(http.StatusTooManyRequests, "Too many failed sign-ins to this account from your network. Please wait "+
-				waitWords(limited.RetryAfter)+" and try again; sign-ins from other networks are not affected. "+
-				"Someone with access to the server can lift this at once by running: server operator unlock "+operator.NormalizeEmail(email))
+			again(http.StatusTooManyRequests, i18n.T("console.login.limited_account", "Wait", waitWords(limited.RetryAfter),
+				"Command", "server operator unlock "+operator.NormalizeEmail(email)))
 			return
 		}
-		again(http.StatusTooManyRequests, "Too many sign-in attempts from your network. Please wait "+waitWords(limited.RetryAfter)+" and try again.")
+		again(http.StatusTooManyRequests, i18n.T("console.login.limited_network", "Wait", waitWords(limited.RetryAfter)))
 	default:
 		s.storeTrouble(w, r, err, false)
 	}
@@ -108,6 +108,7 @@ func (s *Server) handleAdminLogout(w http.ResponseWriter, r *http.Request) {
 		s.storeTrouble(w, r, err, false)
 		return
 	}
+	s.setFlash(w, "console_out")
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 }
 
@@ -117,7 +118,7 @@ func (s *Server) handleAdminTenants(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if tid := r.URL.Query().Get("tenant_id"); tid != "" {
 		if !store.ValidTenantID(tid) {
-			s.renderError(w, r, http.StatusBadRequest, "Not a tenant id", "A tenant id is 1 to 64 letters, digits, - or _.")
+			s.renderError(w, r, http.StatusBadRequest, i18n.T("console.bad_tenant.heading"), i18n.T("console.bad_tenant.text"))
 			return
 		}
 		http.Redirect(w, r, "/admin/tenants/"+url.PathEscape(tid), http.StatusSeeOther)
@@ -129,7 +130,7 @@ func (s *Server) handleAdminTenants(w http.ResponseWriter, r *http.Request) {
 		s.storeTrouble(w, r, err, false)
 		return
 	}
-	p := s.adminPage(r, "admin_tenants", "Schools")
+	p := s.adminPage(r, "admin_tenants", i18n.T("console.schools.heading"))
 	if len(list) > adminPageSize {
 		list = list[:adminPageSize]
 		p.NextAfter = list[len(list)-1].ID
@@ -142,21 +143,25 @@ func (s *Server) handleAdminTenants(w http.ResponseWriter, r *http.Request) {
 // health, setup answers and audit trail, and the forms to enter credentials or deactivate it. A
 // school we do not know yet gets the credentials form only (manual activation).
 func (s *Server) handleAdminTenant(w http.ResponseWriter, r *http.Request) {
-	s.renderAdminTenant(w, r, http.StatusOK, "", nil)
+	s.renderAdminTenant(w, r, http.StatusOK, page{})
 }
 
-func (s *Server) renderAdminTenant(w http.ResponseWriter, r *http.Request, status int, notice string, problems map[string]string) {
+// renderAdminTenant shows a school's page; with answers to a form the page says what was wrong
+// (the credentials form's message and fields, or the deactivation's).
+func (s *Server) renderAdminTenant(w http.ResponseWriter, r *http.Request, status int, answered page) {
 	ctx := r.Context()
 	tid := chi.URLParam(r, "tenantID")
 	if !store.ValidTenantID(tid) {
-		s.renderError(w, r, http.StatusNotFound, "No such school", "There is no school with this id.")
+		s.renderError(w, r, http.StatusNotFound, i18n.T("console.no_school.heading"), i18n.T("console.no_school.text"))
 		return
 	}
-	p := s.adminPage(r, "admin_tenant", "School "+tid)
-	p.TenantID, p.Notice, p.Problems = tid, notice, problems
+	p := s.adminPage(r, "admin_tenant", i18n.T("console.school.heading", "Tenant", tid))
+	p.TenantID, p.Message, p.Problems, p.DeactivateProblem = tid, answered.Message, answered.Problems, answered.DeactivateProblem
+	values := map[string]string{}
 	if p.Problems != nil {
-		p.Values = map[string]string{onboard.FieldClientID: r.PostForm.Get(onboard.FieldClientID)}
+		values[onboard.FieldClientID] = r.PostForm.Get(onboard.FieldClientID)
 	}
+	p.CredFields = credFields("c", false, values, p.Problems)
 	ts, err := s.store.TenantSummary(ctx, tid, time.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -179,10 +184,12 @@ func (s *Server) renderAdminTenant(w http.ResponseWriter, r *http.Request, statu
 			}
 		}
 	}
-	if p.Audit, err = s.store.AuditTrail(ctx, tid, 100); err != nil {
+	events, err := s.store.AuditTrail(ctx, tid, 100)
+	if err != nil {
 		s.storeTrouble(w, r, err, false)
 		return
 	}
+	p.Audit = auditRows(events, s.onboard.Fields())
 	s.render(w, r, status, p)
 }
 
@@ -202,18 +209,20 @@ func (s *Server) handleAdminCredentials(w http.ResponseWriter, r *http.Request) 
 	)
 	switch {
 	case errors.As(err, &inputErr):
-		s.renderAdminTenant(w, r, http.StatusBadRequest, "Nothing was stored: some values are missing or malformed.", inputErr.Problems)
+		s.renderAdminTenant(w, r, http.StatusBadRequest, page{Message: i18n.T("console.credentials.input_problems"), Problems: inputErr.Problems})
 	case errors.As(err, &proofErr):
 		s.log.InfoContext(ctx, "operator's credentials refused by the platform", "request_id", RequestID(ctx), "tenant_id", tid, "operator", os.Email, "err", proofErr.Err)
-		_ = s.store.AuditOperator(ctx, tid, "operator "+os.Email, "credentials.refused", map[string]any{"reason": proofErr.Message})
+		// The audit trail keeps the reason's message id: the console shows it in its reader's language.
+		_ = s.store.AuditOperator(ctx, tid, "operator "+os.Email, "credentials.refused", map[string]any{"reason": proofErr.Message.ID})
 		status, problems := proofAnswer(proofErr)
-		s.renderAdminTenant(w, r, status, "Nothing was stored: "+proofErr.Message+".", problems)
+		s.renderAdminTenant(w, r, status, page{Message: i18n.T("activate.refused", "Reason", proofErr.Message), Problems: problems})
 	case err != nil:
 		s.log.ErrorContext(ctx, "operator's credentials not stored", "request_id", RequestID(ctx), "tenant_id", tid, "err", err)
 		s.storeTrouble(w, r, err, false)
 	default:
 		s.log.InfoContext(ctx, "credentials entered by an operator", "request_id", RequestID(ctx), "tenant_id", tid, "operator", os.Email,
 			"credentials_version", res.Version, "state", res.State)
+		s.setFlash(w, "credentials", tid, strconv.Itoa(res.Version), res.State)
 		http.Redirect(w, r, "/admin/tenants/"+url.PathEscape(tid), http.StatusSeeOther)
 	}
 }
@@ -224,25 +233,27 @@ func (s *Server) handleAdminDeactivate(w http.ResponseWriter, r *http.Request) {
 	os := operatorFrom(ctx)
 	tid := chi.URLParam(r, "tenantID")
 	if r.PostForm.Get("confirm") != tid {
-		s.renderAdminTenant(w, r, http.StatusBadRequest, "Not deactivated: type the school's tenant id to confirm.", nil)
+		s.renderAdminTenant(w, r, http.StatusBadRequest, page{DeactivateProblem: i18n.T("console.deactivate.not_confirmed")})
 		return
 	}
-	_, err := s.onboard.Deactivate(ctx, tid, "operator "+os.Email, r.PostForm.Get("reason"))
+	out, err := s.onboard.Deactivate(ctx, tid, "operator "+os.Email, r.PostForm.Get("reason"))
 	if errors.Is(err, store.ErrNotFound) {
-		s.renderError(w, r, http.StatusNotFound, "No such school", "There is no school with this id.")
+		s.renderError(w, r, http.StatusNotFound, i18n.T("console.no_school.heading"), i18n.T("console.no_school.text"))
 		return
 	}
 	if err != nil {
 		s.storeTrouble(w, r, err, false)
 		return
 	}
-	s.log.InfoContext(ctx, "school deactivated by an operator", "request_id", RequestID(ctx), "tenant_id", tid, "operator", os.Email)
+	s.log.InfoContext(ctx, "school deactivated by an operator", "request_id", RequestID(ctx), "tenant_id", tid, "operator", os.Email,
+		"sessions_ended", out.SessionsEnded)
+	s.setFlash(w, "deactivated", tid, strconv.FormatInt(out.SessionsEnded, 10))
 	http.Redirect(w, r, "/admin/tenants/"+url.PathEscape(tid), http.StatusSeeOther)
 }
 
-func (s *Server) adminPage(r *http.Request, name, title string) page {
+func (s *Server) adminPage(r *http.Request, name string, title i18n.Text) page {
 	os := operatorFrom(r.Context())
-	return page{Page: name, Title: title, Operator: os.Email, CSRF: string(os.CSRFToken)}
+	return page{Page: name, Title: title, Operator: os.Email, CSRF: string(os.CSRFToken), Console: true, Home: "/admin", Wide: true}
 }
 
 type operatorKey struct{}

@@ -323,13 +323,13 @@ func TestConsole(t *testing.T) {
 	t.Run("list", func(t *testing.T) {
 		page := ops.get(base + "/admin")
 		row := consoleRow(t, page.body, a)
-		for _, want := range []string{">active<", "CREATED ", "version 1, set ", " by webhook", "<td>ok</td>", "<td>1</td>"} {
+		for _, want := range []string{">Active<", "CREATED ", "version 1, set ", " by the platform&#39;s webhook", `data-label="Health">ok</td>`, `data-label="Users">1</td>`} {
 			if !strings.Contains(row, want) {
 				t.Errorf("row of %s has no %q: %s", a, want, row)
 			}
 		}
 		// School B: a teacher and an admin signed in.
-		if row := consoleRow(t, page.body, b); strings.Count(row, "<td>2</td>") != 2 {
+		if row := consoleRow(t, page.body, b); strings.Count(row, ">2</td>") != 2 {
 			t.Errorf("row of %s: want 2 users and 2 sessions: %s", b, row)
 		}
 		for _, s := range []string{secA, pwA, secB, pwB} {
@@ -344,7 +344,7 @@ func TestConsole(t *testing.T) {
 
 	t.Run("detail", func(t *testing.T) {
 		page := ops.get(base + "/admin/tenants/" + a)
-		for _, want := range []string{"School " + a, "credentials.stored", "<td>webhook</td>", "version 1", "client id <code>" + clientID + "</code>",
+		for _, want := range []string{"School " + a, "The platform&#39;s CREATED webhook brought credentials, version 1.", "The platform (webhook)", "version 1", "client id <code>" + clientID + "</code>",
 			`action="/admin/tenants/` + a + `/deactivate"`, "office@"} {
 			if !strings.Contains(page.body, want) {
 				t.Errorf("the detail page has no %q", want)
@@ -393,12 +393,19 @@ func TestConsole(t *testing.T) {
 			t.Errorf("school %s got credentials from a form field", b)
 		}
 		page := ops.get(got.location)
-		if !strings.Contains(page.body, "version 2") || !strings.Contains(page.body, "by operator") || !strings.Contains(page.body, "operator "+email) {
+		if !strings.Contains(page.body, "version 2") || !strings.Contains(page.body, "by an operator") || !strings.Contains(page.body, "Operator "+email) {
 			t.Errorf("detail after manual entry:\n%s", page.body)
+		}
+		// The page says what the action did, once.
+		if want := "New credentials for school " + a + " are stored (version 2); the school is now: Active."; !strings.Contains(page.body, want) {
+			t.Errorf("the page after manual entry does not say %q:\n%s", want, page.body)
+		}
+		if again := ops.get(got.location); strings.Contains(again.body, "New credentials for school") {
+			t.Error("the confirmation is shown a second time")
 		}
 		// Missing values: per field, nothing stored.
 		got = ops.formPost(base+"/admin/tenants/"+a+"/credentials", url.Values{"csrf": {csrf}}, nil)
-		if got.status != http.StatusBadRequest || strings.Count(got.body, "is required") != 3 || e.obVersions(a) != 2 {
+		if got.status != http.StatusBadRequest || strings.Count(got.body, `aria-invalid="true"`) != 3 || e.obVersions(a) != 2 {
 			t.Errorf("empty form = %d", got.status)
 		}
 	})
@@ -432,6 +439,17 @@ func TestConsole(t *testing.T) {
 		}
 		if ev := e.auditOf(a, "tenant.deactivated"); len(ev) != 1 || ev[0].Actor != "operator "+email || ev[0].Detail["reason_text"] != "contract ended" {
 			t.Errorf("audit %+v", ev)
+		}
+		// The next page says what happened, with the sessions it ended; the trail reads as sentences.
+		page := ops.get(got.location)
+		for _, want := range []string{"School " + a + " is deactivated; its 1 session was ended.", "Deactivated the school.",
+			"Reason: contract ended", "1 session was ended.", "State: Active → Deactivated"} {
+			if !strings.Contains(page.body, want) {
+				t.Errorf("the page after deactivating does not say %q:\n%s", want, page.body)
+			}
+		}
+		if strings.Contains(page.body, "map[") {
+			t.Errorf("the audit trail shows program syntax:\n%s", page.body)
 		}
 		if got := ops.formPost(base+"/admin/tenants/6899/deactivate", url.Values{"csrf": {csrf}, "confirm": {"6899"}}, nil); got.status != http.StatusNotFound {
 			t.Errorf("deactivate an unknown school = %d", got.status)

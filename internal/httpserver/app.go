@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/session"
 	"github.com/untis-partner/server/internal/store"
@@ -30,8 +31,7 @@ func (s *Server) storeTrouble(w http.ResponseWriter, r *http.Request, err error,
 		writeJSON(w, http.StatusServiceUnavailable, apiError{"unavailable", "The app cannot check your sign-in just now; try again in a moment."})
 		return
 	}
-	s.renderError(w, r, http.StatusServiceUnavailable, "The app is having trouble",
-		"The app cannot check your sign-in just now. Please try again in a moment.")
+	s.renderError(w, r, http.StatusServiceUnavailable, i18n.T("error.trouble.heading"), i18n.T("error.trouble.session"))
 }
 
 type apiError struct {
@@ -71,29 +71,26 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleHome is the app: who is signed in, their school, and what they launched from. Without a
-// session it says to open the app from Untis.
+// handleHome is the app: who is signed in, their school, and what they launched from, by name.
+// Without a session it says to open the app from Untis.
 func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) {
 	sess, err := s.loadSession(r)
 	if errors.Is(err, session.ErrNoSession) {
-		s.render(w, r, http.StatusOK, page{Page: "anonymous", Title: "Open this app from Untis"})
+		s.render(w, r, http.StatusOK, page{Page: "anonymous", Title: i18n.T("anonymous.heading")})
 		return
 	}
 	if err != nil {
 		s.storeTrouble(w, r, err, false)
 		return
 	}
-	p := page{Page: "home", Title: "Signed in", Session: sess, CSRF: session.CSRFToken(sess)}
+	p := page{Page: "home", Session: sess, CSRF: session.CSRFToken(sess), IsAdmin: sess.User.Role == platform.RoleAdministrator}
 	if sess.TenantState == store.StatePendingSetup {
-		p.Page, p.Title = "pending_setup", "Your school is being set up"
-		p.IsAdmin = sess.User.Role == platform.RoleAdministrator
+		p.Page, p.Title = "pending_setup", i18n.T("pending.heading")
 		s.render(w, r, http.StatusOK, p)
 		return
 	}
 	p.School = s.schoolName(r.Context(), sess)
-	p.EntryPoint = entryPoint(sess.Launch)
-	p.LaunchItems = launchItems(sess.Launch)
-	p.Lesson = s.lessonTitle(r.Context(), sess)
+	p.EntryPoint, p.Context = s.launchContext(r.Context(), sess)
 	s.render(w, r, http.StatusOK, p)
 }
 
@@ -125,22 +122,30 @@ func (s *Server) schoolName(ctx context.Context, sess *store.Session) string {
 	return ""
 }
 
-// lessonTitle looks up the lesson the user launched from, with the school's token, so the page
-// can name it. The lesson id is only a hint: the platform answers for this school's lessons
-// only, and a failure leaves the title out.
-func (s *Server) lessonTitle(ctx context.Context, sess *store.Session) string {
+// lesson looks up the lesson the user launched from (a OneRoster class), with the school's
+// token, so the page can name it and its classes and subjects. The lesson id is only a hint: the
+// platform answers for this school's lessons only. Answers are kept a while per school (the
+// page is opened again and again from the same lesson); a failure names nothing.
+func (s *Server) lesson(ctx context.Context, sess *store.Session) (platform.Class, bool) {
 	id := sess.Launch["lesson_id"]
 	if id == "" || s.platform == nil {
-		return ""
+		return platform.Class{}, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if cl, ok := s.names.lesson(sess.TenantID, id); ok {
+		return cl, cl.SourcedID != ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	cl, err := s.platform.For(sess.TenantID).Class(ctx, id)
 	if err != nil {
 		s.log.InfoContext(ctx, "lesson not available", "tenant_id", sess.TenantID, "err", err)
-		return ""
+		if errors.Is(err, platform.ErrNotFound) {
+			s.names.keepLesson(sess.TenantID, id, platform.Class{})
+		}
+		return platform.Class{}, false
 	}
-	return cl.Title
+	s.names.keepLesson(sess.TenantID, id, cl)
+	return cl, true
 }
 
 // handleLogout ends the session. WebUntis calls it (its Logout-Path) from its own pages,
@@ -152,14 +157,13 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.sessions == nil {
-		s.render(w, r, http.StatusOK, page{Page: "signed_out", Title: "Signed out"})
+		s.render(w, r, http.StatusOK, page{Page: "signed_out", Title: i18n.T("signed_out.heading")})
 		return
 	}
 	ended, err := s.sessions.End(r.Context(), w, r)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "end session", "request_id", RequestID(r.Context()), "err", err)
-		s.renderError(w, r, http.StatusServiceUnavailable, "Sign-out did not finish",
-			"The app could not end your sign-in just now. Please try again in a moment.")
+		s.renderError(w, r, http.StatusServiceUnavailable, i18n.T("error.signout.heading"), i18n.T("error.signout.text"))
 		return
 	}
 	navigation := s.isNavigation(r)
@@ -171,7 +175,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	s.render(w, r, http.StatusOK, page{Page: "signed_out", Title: "Signed out"})
+	s.render(w, r, http.StatusOK, page{Page: "signed_out", Title: i18n.T("signed_out.heading")})
 }
 
 // isNavigation tells a person's request (a button, a link, a typed address: the browser shows the

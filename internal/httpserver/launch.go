@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sort"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/sso"
 	"github.com/untis-partner/server/internal/store"
@@ -17,8 +17,7 @@ import (
 // platform sending the browser back: complete the flow and open a session.
 func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	if s.sso == nil || s.sessions == nil {
-		s.renderError(w, r, http.StatusServiceUnavailable, "Sign-in is not available",
-			"This server was started without sign-in.")
+		s.renderError(w, r, http.StatusServiceUnavailable, i18n.T("signin.unavailable.heading"), i18n.T("signin.unavailable.text"))
 		return
 	}
 	q := r.URL.Query()
@@ -26,8 +25,7 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	// launch context's others are checked, and dropped when bad, by ParseLaunch).
 	if name, bad := badParam(q, launchTextParams...); bad {
 		s.log.InfoContext(r.Context(), "launch refused: not storable text", "request_id", RequestID(r.Context()), "param", name)
-		s.renderError(w, r, http.StatusBadRequest, "This link is damaged",
-			"The address that opened this page contains characters that no sign-in link has. Open the app again from WebUntis.")
+		s.renderError(w, r, http.StatusBadRequest, i18n.T("signin.damaged.heading"), i18n.T("signin.damaged.text"))
 		return
 	}
 	if q.Has("code") || q.Has("state") || q.Has("error") {
@@ -37,8 +35,7 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	l, err := sso.ParseLaunch(q)
 	if err != nil {
 		s.log.InfoContext(r.Context(), "launch refused", "request_id", RequestID(r.Context()), "reason", err.Error())
-		s.renderError(w, r, http.StatusBadRequest, "This link does not name a school",
-			"The address that opened this app does not say which school you are from. Open the app from the menu in WebUntis, not from a saved link.")
+		s.renderError(w, r, http.StatusBadRequest, i18n.T("signin.no_school.heading"), i18n.T("signin.no_school.text"))
 		return
 	}
 	if len(l.Dropped) > 0 {
@@ -85,8 +82,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request, q url.Va
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "start session", "request_id", RequestID(ctx), "tenant_id", id.User.TenantID, "err", err)
-		s.renderError(w, r, http.StatusServiceUnavailable, "Sign-in could not be saved",
-			"You were recognised, but the app could not save your sign-in just now. Please open it again from WebUntis in a moment.")
+		s.renderError(w, r, http.StatusServiceUnavailable, i18n.T("signin.not_saved.heading"), i18n.T("signin.not_saved.text"))
 		return
 	}
 	s.log.InfoContext(ctx, "signed in", "request_id", RequestID(ctx), "tenant_id", id.User.TenantID,
@@ -116,8 +112,7 @@ func (s *Server) endPreviousSession(w http.ResponseWriter, r *http.Request) {
 // session the browser has stays.
 func (s *Server) flowAlreadyUsed(w http.ResponseWriter, r *http.Request) {
 	s.log.InfoContext(r.Context(), "sign-in refused", "request_id", RequestID(r.Context()), "reason", "flow_reused")
-	s.renderError(w, r, http.StatusBadRequest, "This sign-in link was already used",
-		"Each sign-in link from WebUntis works once, and this one was used already (for example by going Back to it or reloading the page). Nothing is wrong with your account or your browser: open the app again from WebUntis.")
+	s.renderError(w, r, http.StatusBadRequest, i18n.T("signin.used.heading"), i18n.T("signin.used.text"))
 }
 
 // flowCookieMissing answers a callback without its flow cookie. In an iFrame that is almost
@@ -131,7 +126,10 @@ func (s *Server) flowCookieMissing(w http.ResponseWriter, r *http.Request, state
 	}
 	s.log.WarnContext(ctx, "sign-in refused", "request_id", RequestID(ctx), "tenant_id", l.TenantID,
 		"reason", "no_flow_cookie", "embed_mode", s.embedMode)
-	p := page{Page: "cookie_blocked", Title: "Sign-in needs cookies", RequestID: RequestID(ctx), Embed: s.embedMode}
+	p := page{Page: "cookie_blocked", Title: i18n.T("cookies.heading"), RequestID: RequestID(ctx), Embed: s.embedMode}
+	if s.embedMode {
+		p.Title = i18n.T("cookies.embed.heading")
+	}
 	if found {
 		p.Relaunch = l.URL()
 	}
@@ -171,7 +169,7 @@ func (s *Server) signInFailed(w http.ResponseWriter, r *http.Request, err error)
 // switch it on again: the school's WebUntis administrator when the platform ended it (a
 // deactivation or deletion webhook), the app's provider when one of its operators did. Without
 // a record of the ending it keeps the general words it is given.
-func (s *Server) explainEnded(r *http.Request, tenantID, heading, message string) (string, string) {
+func (s *Server) explainEnded(r *http.Request, tenantID string, heading, message i18n.Text) (i18n.Text, i18n.Text) {
 	if tenantID == "" || s.store == nil {
 		return heading, message
 	}
@@ -186,113 +184,73 @@ func (s *Server) explainEnded(r *http.Request, tenantID, heading, message string
 	case !end.Ended:
 		return heading, message
 	case end.ByOperator:
-		return "This app is switched off for your school",
-			"The provider of this app has switched it off for your school; nobody at your school did. Your school's WebUntis administrator can ask the app's support why, and to switch it on again (quote the reference below). Then open the app from WebUntis."
+		return i18n.T("signin.inactive.heading"), i18n.T("signin.inactive.by_provider")
 	case end.Deletion:
-		return "This app was removed from your school",
-			"Your school's WebUntis administrator has removed this app from your school in the Untis Platform. If you need it, ask them to add it again; then open it from WebUntis."
+		return i18n.T("signin.removed.heading"), i18n.T("signin.removed.text")
 	}
-	return heading, "Your school's WebUntis administrator has deactivated this app in the Untis Platform. If you need it, ask them to activate it again; then open it from WebUntis."
+	return heading, i18n.T("signin.inactive.by_school")
 }
 
 // explain turns a sign-in failure into a status and words for the user. Every status is a 4xx
 // (the contract promises a 4xx page when a check fails), except our own store failing (503).
-func explain(e *sso.Error) (int, string, string) {
+func explain(e *sso.Error) (int, i18n.Text, i18n.Text) {
 	switch e.Kind {
 	case sso.KindUnknownSchool:
-		return http.StatusNotFound, "Your school has not set up this app",
-			"Your school has not activated this app yet, or its activation has not reached us. Ask your school's WebUntis administrator to activate the app in the Untis Platform, then open it again from WebUntis."
+		return http.StatusNotFound, i18n.T("signin.unknown_school.heading"), i18n.T("signin.unknown_school.text")
 	case sso.KindSchoolInactive:
-		return http.StatusForbidden, "This app is switched off for your school",
-			"This app is not switched on for your school at the moment. Ask your school's WebUntis administrator: they can activate it in the Untis Platform, or ask the app's support."
+		return http.StatusForbidden, i18n.T("signin.inactive.heading"), i18n.T("signin.inactive.text")
 	case sso.KindFlowMissing:
-		return http.StatusBadRequest, "Sign-in could not be completed",
-			"This sign-in was already used, or it was started in another browser or tab. Open the app again from WebUntis."
+		return http.StatusBadRequest, i18n.T("signin.flow_missing.heading"), i18n.T("signin.flow_missing.text")
 	case sso.KindFlowExpired:
-		return http.StatusBadRequest, "Sign-in took too long",
-			"The sign-in was started more than 10 minutes ago. Open the app again from WebUntis."
+		return http.StatusBadRequest, i18n.T("signin.flow_expired.heading"), i18n.T("signin.flow_expired.text", "Minutes", 10)
 	case sso.KindPlatformError:
 		return explainPlatformError(e.Code)
 	case sso.KindMisconfigured:
 		// Not a security warning: nobody attacked the user, the school's connection is wrong
 		// (typically a wrong or outdated OIDC secret), and someone other than the user can fix it.
-		return http.StatusFailedDependency, "This app's connection to your school needs attention",
-			"The connection between your school's WebUntis and this app is not set up correctly at the moment, so you could not be signed in. Nothing is wrong with your account and you did nothing wrong. Your school's WebUntis administrator or the provider of this app can fix it (for example by resetting the app's credentials in the Untis Platform); please tell one of them, quoting the reference below."
+		return http.StatusFailedDependency, i18n.T("signin.misconfigured.heading"), i18n.T("signin.misconfigured.text")
 	case sso.KindRejected:
-		return http.StatusForbidden, "Sign-in could not be verified",
-			"The answer from WebUntis did not pass our security checks, so you were not signed in. Open the app again from WebUntis; if this keeps happening, contact support and quote the reference below."
+		return http.StatusForbidden, i18n.T("signin.rejected.heading"), i18n.T("signin.rejected.text")
 	}
 	if e.Reason == "store" || e.Reason == "internal" {
-		return http.StatusServiceUnavailable, "The app is having trouble",
-			"The app could not sign you in because of a problem on our side. Please try again in a moment."
+		return http.StatusServiceUnavailable, i18n.T("error.trouble.heading"), i18n.T("signin.trouble.text")
 	}
 	// The platform failed or could not be reached: 424, the request depended on one that failed.
-	return http.StatusFailedDependency, "WebUntis is not answering",
-		"We could not reach WebUntis to sign you in. Please try again in a moment."
+	return http.StatusFailedDependency, i18n.T("signin.platform_down.heading"), i18n.T("signin.platform_down.text")
 }
 
-func explainPlatformError(code string) (int, string, string) {
+// explainPlatformError explains an OAuth error the platform sent back. The code is quoted where
+// it helps support (it is one of the fixed words of RFC 6749, or the platform's own).
+func explainPlatformError(code string) (int, i18n.Text, i18n.Text) {
 	switch code {
 	case "access_denied":
-		return http.StatusForbidden, "WebUntis did not allow the sign-in",
-			"WebUntis refused to sign you in to this app (access denied). The app may not be switched on for your school or your role; ask your school's WebUntis administrator."
+		return http.StatusForbidden, i18n.T("signin.access_denied.heading"), i18n.T("signin.access_denied.text")
 	case "invalid_ressource", "invalid_resource", "invalid_redirect_uri":
-		return http.StatusBadRequest, "This app's sign-in address is not set up correctly",
-			"WebUntis refused the sign-in because this app's address does not match the one registered for it (" + code + "). This is a configuration problem of the app's provider, not of your account: please tell the app's support, quoting the reference below."
+		return http.StatusBadRequest, i18n.T("signin.bad_redirect.heading"), i18n.T("signin.bad_redirect.text", "Code", code)
 	case "login_required", "interaction_required":
-		return http.StatusUnauthorized, "You are not signed in to WebUntis",
-			"Sign in to WebUntis first, then open the app from the menu there."
+		return http.StatusUnauthorized, i18n.T("signin.login_required.heading"), i18n.T("signin.login_required.text")
 	case "server_error", "temporarily_unavailable":
-		return http.StatusFailedDependency, "WebUntis could not sign you in just now",
-			"WebUntis reported a temporary problem. Please try again in a moment."
+		return http.StatusFailedDependency, i18n.T("signin.platform_trouble.heading"), i18n.T("signin.platform_trouble.text")
 	case "invalid_client", "unauthorized_client":
-		return http.StatusBadRequest, "This app is not registered correctly for your school",
-			"WebUntis does not recognise this app for your school (" + code + "). Ask your school's WebUntis administrator to check the app's activation, or contact the app's support quoting the reference below."
+		return http.StatusBadRequest, i18n.T("signin.not_registered.heading"), i18n.T("signin.not_registered.text", "Code", code)
 	}
-	return http.StatusBadRequest, "WebUntis could not sign you in",
-		"WebUntis refused the sign-in (" + code + "). Open the app again from WebUntis; if this keeps happening, contact support and quote the reference below."
+	if !oauthCode(code) {
+		// The page quotes no made-up text from an address someone may have crafted.
+		code = "?"
+	}
+	return http.StatusBadRequest, i18n.T("signin.platform_refused.heading"), i18n.T("signin.platform_refused.text", "Code", code)
 }
 
-// launchItem is one line of the launch context shown on the home page.
-type launchItem struct{ Label, Value string }
-
-var launchLabels = map[string]string{
-	"school": "School (as WebUntis named it)", "lesson_id": "Lesson", "period_id": "Period",
-	"class_ids": "Classes", "subject_ids": "Subjects", "exam_id": "Examination",
-	"date": "Date", "start": "Start", "end": "End",
-}
-
-var launchOrder = []string{"school", "lesson_id", "period_id", "date", "start", "end", "class_ids", "subject_ids", "exam_id"}
-
-// launchItems lists the launch context for display: the known parameters in a fixed order with
-// labels, then the others by name.
-func launchItems(ctx map[string]string) []launchItem {
-	var out []launchItem
-	for _, k := range launchOrder {
-		if v, ok := ctx[k]; ok {
-			out = append(out, launchItem{launchLabels[k], v})
+// oauthCode reports whether code looks like an OAuth error code (RFC 6749 §4.1.2.1: a short
+// word of lower-case letters and underscores).
+func oauthCode(code string) bool {
+	if code == "" || len(code) > 40 {
+		return false
+	}
+	for _, c := range code {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
 		}
 	}
-	var rest []string
-	for k := range ctx {
-		if _, known := launchLabels[k]; !known {
-			rest = append(rest, k)
-		}
-	}
-	sort.Strings(rest)
-	for _, k := range rest {
-		out = append(out, launchItem{k, ctx[k]})
-	}
-	return out
-}
-
-// entryPoint names where in WebUntis the launch came from.
-func entryPoint(ctx map[string]string) string {
-	switch {
-	case ctx["lesson_id"] != "":
-		return "the details of a lesson"
-	case ctx["exam_id"] != "":
-		return "an examination"
-	}
-	return "the WebUntis menu"
+	return true
 }

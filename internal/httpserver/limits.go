@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/ratelimit"
 	"github.com/untis-partner/server/internal/store"
@@ -64,27 +65,25 @@ func (s *Server) launchLimited(w http.ResponseWriter, r *http.Request, tenantID 
 			"tenant_id", tenantID, "client_ip", ClientIP(ctx), "retry_after_seconds", int(d.RetryAfter.Seconds()))
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfter.Seconds())))
-	who := "from your network"
+	msg := "limit.launch.network"
 	if limit == "school" {
-		who = "at your school"
+		msg = "limit.launch.school"
 	}
-	s.renderError(w, r, http.StatusTooManyRequests, "Too many sign-ins at once",
-		"More people "+who+" have started signing in to this app in the last minute than it accepts at once. "+
-			"Nothing is wrong with your account: please wait "+waitWords(d.RetryAfter)+", then open the app again from WebUntis.")
+	s.renderError(w, r, http.StatusTooManyRequests, i18n.T("limit.launch.heading"), i18n.T(msg, "Wait", waitWords(d.RetryAfter)))
 	return true
 }
 
 // waitWords says a wait in words: "a few seconds", "30 seconds", "a minute", "12 minutes".
-func waitWords(d time.Duration) string {
+func waitWords(d time.Duration) i18n.Text {
 	switch {
 	case d < 10*time.Second:
-		return "a few seconds"
+		return i18n.T("wait.few_seconds")
 	case d <= 50*time.Second:
-		return strconv.Itoa(int(d.Round(10*time.Second).Seconds())) + " seconds"
+		return i18n.T("wait.seconds", "Count", int(d.Round(10*time.Second).Seconds()))
 	case d <= 90*time.Second:
-		return "a minute"
+		return i18n.T("wait.minute")
 	}
-	return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
+	return i18n.T("wait.minutes", "Count", int((d+time.Minute-1)/time.Minute))
 }
 
 // badText reports whether s is text the database cannot store: bytes that are not UTF-8, or a
@@ -149,10 +148,10 @@ func (s *Server) refuseBadText(next http.Handler) http.Handler {
 		if err := r.ParseForm(); err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				s.renderError(w, r, http.StatusRequestEntityTooLarge, "The form is too large", "Please open the page again and send the form from there.")
+				s.renderError(w, r, http.StatusRequestEntityTooLarge, i18n.T("error.form_too_large.heading"), i18n.T("error.form.again"))
 				return
 			}
-			s.renderError(w, r, http.StatusBadRequest, "The form could not be read", "Please open the page again and send the form from there.")
+			s.renderError(w, r, http.StatusBadRequest, i18n.T("error.form_unreadable.heading"), i18n.T("error.form.again"))
 			return
 		}
 		if name, bad := badParam(r.Form); bad {
@@ -167,8 +166,7 @@ func (s *Server) refuseBadText(next http.Handler) http.Handler {
 func (s *Server) textRefused(w http.ResponseWriter, r *http.Request, param string) {
 	ctx := r.Context()
 	s.log.InfoContext(ctx, "request refused: not storable text", "request_id", RequestID(ctx), "param", param)
-	s.renderError(w, r, http.StatusBadRequest, "The request contains characters that cannot be used",
-		"Something sent with this page contains a NUL character or bytes that are not UTF-8 text, which no form of this app accepts. Nothing was stored. Open the page again and send the form from there.")
+	s.renderError(w, r, http.StatusBadRequest, i18n.T("error.bad_text.heading"), i18n.T("error.bad_text.form"))
 }
 
 // invalidTextAnswered is the safety net behind the input checks: the database refused text for
@@ -186,7 +184,6 @@ func (s *Server) invalidTextAnswered(w http.ResponseWriter, r *http.Request, err
 		writeJSON(w, http.StatusBadRequest, apiError{"invalid_input", "The request contains characters that cannot be stored."})
 		return true
 	}
-	s.renderError(w, r, http.StatusBadRequest, "The request contains characters that cannot be used",
-		"Something sent with this page contains a NUL character or bytes that are not UTF-8 text. Nothing was stored.")
+	s.renderError(w, r, http.StatusBadRequest, i18n.T("error.bad_text.heading"), i18n.T("error.bad_text.stored"))
 	return true
 }

@@ -13,6 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/untis-partner/server/internal/sso"
+
+	"github.com/untis-partner/server/internal/i18n"
+	"github.com/untis-partner/server/web"
 )
 
 // The safety net behind the input checks: wherever the database's refusal of text for its
@@ -85,7 +88,7 @@ func TestWaitWords(t *testing.T) {
 		time.Second: "a few seconds", 3 * time.Second: "a few seconds", 30 * time.Second: "30 seconds", 44 * time.Second: "40 seconds",
 		time.Minute: "a minute", 2 * time.Minute: "2 minutes", 12*time.Minute + time.Second: "13 minutes",
 	} {
-		if got := waitWords(d); got != want {
+		if got := i18n.English(web.Locales()).MustLocalize(waitWords(d)); got != want {
 			t.Errorf("waitWords(%v) = %q, want %q", d, got, want)
 		}
 	}

@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/untis-partner/server/internal/i18n"
 )
 
 type ctxKey struct{}
@@ -146,8 +149,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				// so the client sees a failure, not a truncated page that looks complete.
 				panic(http.ErrAbortHandler)
 			}
-			s.renderError(w, r, http.StatusInternalServerError, "Something went wrong",
-				"The server ran into an unexpected problem. Please try again in a moment.")
+			s.renderError(w, r, http.StatusInternalServerError, i18n.T("error.internal.heading"), i18n.T("error.internal.text"))
 		}()
 		next.ServeHTTP(w, r)
 	})
@@ -184,7 +186,12 @@ func (s *Server) neverFramed(next http.Handler) http.Handler {
 
 // contentSecurityPolicy allows only our own resources. Outside embed mode nobody may frame the
 // app; in embed mode only the platform's origins may (the entry points open it in an iFrame).
-func contentSecurityPolicy(embed bool, platformOrigins []string) string {
+// A logo (APP_LOGO_URL) on another origin is allowed as an image, and nothing else of it.
+func contentSecurityPolicy(embed bool, platformOrigins []string, logoURL string) string {
+	img := "'self' data:"
+	if u, err := url.Parse(logoURL); err == nil && u.Scheme == "https" && u.Host != "" {
+		img += " https://" + u.Host
+	}
 	ancestors := "'none'"
 	if embed {
 		ancestors = "'self'"
@@ -192,7 +199,7 @@ func contentSecurityPolicy(embed bool, platformOrigins []string) string {
 			ancestors += " " + o
 		}
 	}
-	return "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
+	return "default-src 'self'; img-src " + img + "; style-src 'self'; script-src 'self'; " +
 		"form-action 'self'; base-uri 'none'; frame-ancestors " + ancestors
 }
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/onboard"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/session"
@@ -22,7 +23,35 @@ type formField struct {
 	setup.Field
 	Value   string
 	Checked bool
-	Problem string
+	Problem i18n.Text
+}
+
+// credField is one field of a credentials form (manual activation, the console's entry): the
+// input's id and name, its label (a message id), and what the page shows in it. Secrets are
+// never shown again: only the tenant id and the client id keep their value.
+type credField struct {
+	ID, Name, Label, Type string
+	Value                 string
+	Numeric               bool
+	Problem               i18n.Text
+}
+
+// credFields are a credentials form's fields; prefix makes the inputs' ids ("a" for /activate,
+// "c" for the console, which has no tenant field).
+func credFields(prefix string, withTenant bool, values map[string]string, problems map[string]i18n.Text) []credField {
+	var out []credField
+	if withTenant {
+		out = append(out, credField{ID: prefix + "-tenant", Name: onboard.FieldTenantID, Label: "form.tenant_id", Numeric: true,
+			Value: values[onboard.FieldTenantID], Problem: problems[onboard.FieldTenantID]})
+	}
+	return append(out,
+		credField{ID: prefix + "-client", Name: onboard.FieldClientID, Label: "form.client_id",
+			Value: values[onboard.FieldClientID], Problem: problems[onboard.FieldClientID]},
+		credField{ID: prefix + "-secret", Name: onboard.FieldSecret, Label: "form.secret", Type: "password",
+			Problem: problems[onboard.FieldSecret]},
+		credField{ID: prefix + "-password", Name: onboard.FieldPassword, Label: "form.password", Type: "password",
+			Problem: problems[onboard.FieldPassword]},
+	)
 }
 
 // handleSetup is where a school admin answers the deployment's setup fields (onboarding scenario
@@ -41,7 +70,7 @@ func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	p := s.setupPage(sess, answers, nil)
 	if r.URL.Query().Get("saved") == "1" {
-		p.Notice = "Saved."
+		p.Flash = i18n.T("setup.flash.saved") // a fixed word chosen by the query, nothing more
 	}
 	s.render(w, r, http.StatusOK, p)
 }
@@ -53,19 +82,17 @@ func (s *Server) handleSetupPost(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if err := r.ParseForm(); err != nil {
-		s.renderError(w, r, http.StatusBadRequest, "The form could not be read", "Please open the setup page again and send the form from there.")
+		s.renderError(w, r, http.StatusBadRequest, i18n.T("error.form_unreadable.heading"), i18n.T("error.form.again"))
 		return
 	}
 	if !session.ValidCSRF(sess, r.PostForm.Get("csrf")) {
 		s.log.WarnContext(ctx, "setup form refused: CSRF token", "request_id", RequestID(ctx), "tenant_id", sess.TenantID)
-		s.renderError(w, r, http.StatusForbidden, "The form has expired",
-			"For your safety the form only works from the page it came from. Open the setup page again and send it from there.")
+		s.renderError(w, r, http.StatusForbidden, i18n.T("error.form_expired.heading"), i18n.T("error.form_expired.setup"))
 		return
 	}
 	state, problems, err := s.onboard.SaveSetup(ctx, sess.TenantID, r.PostForm, "school admin "+sess.Sub)
 	if errors.Is(err, store.ErrNotFound) {
-		s.renderError(w, r, http.StatusForbidden, "Your school is not active",
-			"The app is not active for your school any more, so its setup cannot be changed.")
+		s.renderError(w, r, http.StatusForbidden, i18n.T("setup.inactive.heading"), i18n.T("setup.inactive.text"))
 		return
 	}
 	if err != nil {
@@ -83,6 +110,7 @@ func (s *Server) handleSetupPost(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.InfoContext(ctx, "setup saved", "request_id", RequestID(ctx), "tenant_id", sess.TenantID, "state", state)
 	if sess.TenantState == store.StatePendingSetup && state == store.StateActive {
+		s.setFlash(w, "setup_done")
 		http.Redirect(w, r, "/", http.StatusSeeOther) // the school is ready: show the app
 		return
 	}
@@ -93,8 +121,7 @@ func (s *Server) handleSetupPost(w http.ResponseWriter, r *http.Request) {
 func (s *Server) setupSession(w http.ResponseWriter, r *http.Request) (*store.Session, bool) {
 	sess, err := s.loadSession(r)
 	if errors.Is(err, session.ErrNoSession) {
-		s.renderError(w, r, http.StatusUnauthorized, "Open this app from Untis",
-			"Setting up the app needs you to be signed in: open it from the WebUntis menu as your school's administrator.")
+		s.renderError(w, r, http.StatusUnauthorized, i18n.T("anonymous.heading"), i18n.T("setup.signed_out.text"))
 		return nil, false
 	}
 	if err != nil {
@@ -102,15 +129,14 @@ func (s *Server) setupSession(w http.ResponseWriter, r *http.Request) (*store.Se
 		return nil, false
 	}
 	if sess.User.Role != platform.RoleAdministrator {
-		s.renderError(w, r, http.StatusForbidden, "Only your school's administrator can do this",
-			"Setting up the app for your school is done by a WebUntis administrator of your school. If your school is still being set up, please ask them.")
+		s.renderError(w, r, http.StatusForbidden, i18n.T("setup.not_admin.heading"), i18n.T("setup.not_admin.text"))
 		return nil, false
 	}
 	return sess, true
 }
 
-func (s *Server) setupPage(sess *store.Session, values, problems map[string]string) page {
-	p := page{Page: "setup", Title: "Set up the app", Session: sess, CSRF: session.CSRFToken(sess),
+func (s *Server) setupPage(sess *store.Session, values map[string]string, problems map[string]i18n.Text) page {
+	p := page{Page: "setup", Title: i18n.T("setup.heading"), Session: sess, CSRF: session.CSRFToken(sess),
 		Pending: sess.TenantState == store.StatePendingSetup, Problems: problems}
 	for _, f := range s.onboard.Fields() {
 		ff := formField{Field: f, Value: values[f.Name], Problem: problems[f.Name]}
@@ -144,35 +170,35 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 	if !store.ValidTenantID(tid) {
 		tid = ""
 	}
-	s.render(w, r, http.StatusOK, page{Page: "activate", Title: "Activate the app for your school",
-		CSRF: s.sessions.FormToken(w, r), Values: map[string]string{onboard.FieldTenantID: tid}})
+	s.render(w, r, http.StatusOK, page{Page: "activate", Title: i18n.T("activate.heading"), CSRF: s.sessions.FormToken(w, r),
+		CredFields: credFields("a", true, map[string]string{onboard.FieldTenantID: tid}, nil)})
 }
 
 func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	reqID := RequestID(ctx)
 	if err := r.ParseForm(); err != nil {
-		s.renderError(w, r, http.StatusBadRequest, "The form could not be read", "Please open the activation page again and send the form from there.")
+		s.renderError(w, r, http.StatusBadRequest, i18n.T("error.form_unreadable.heading"), i18n.T("error.form.again"))
 		return
 	}
 	form := r.PostForm
 	c := onboard.Credentials{TenantID: form.Get(onboard.FieldTenantID), ClientID: form.Get(onboard.FieldClientID),
 		Secret: form.Get(onboard.FieldSecret), Password: form.Get(onboard.FieldPassword)}
 	// The page is shown again with what can be shown: never the secret or the password.
-	again := func(status int, problems map[string]string, message string) {
-		s.render(w, r, status, page{Page: "activate", Title: "Activate the app for your school",
+	again := func(status int, problems map[string]i18n.Text, message i18n.Text) {
+		s.render(w, r, status, page{Page: "activate", Title: i18n.T("activate.heading"),
 			CSRF: s.sessions.FormToken(w, r), Problems: problems, Message: message,
-			Values: map[string]string{onboard.FieldTenantID: c.TenantID, onboard.FieldClientID: c.ClientID}})
+			CredFields: credFields("a", true, map[string]string{onboard.FieldTenantID: c.TenantID, onboard.FieldClientID: c.ClientID}, problems)})
 	}
 	if !s.sessions.ValidFormToken(r, form.Get("csrf")) {
 		s.log.WarnContext(ctx, "activation form refused: CSRF token", "request_id", reqID)
-		again(http.StatusForbidden, nil, "The form had expired. Nothing was stored; please send it again.")
+		again(http.StatusForbidden, nil, i18n.T("activate.expired"))
 		return
 	}
 	c, err := onboard.Check(c)
 	var inputErr *onboard.InputError
 	if errors.As(err, &inputErr) {
-		again(http.StatusBadRequest, inputErr.Problems, "Some values are missing or not in the expected form. Nothing was stored.")
+		again(http.StatusBadRequest, inputErr.Problems, i18n.T("activate.input_problems"))
 		return
 	}
 	if wait, err := s.activateLimited(r, c.TenantID); err != nil {
@@ -181,7 +207,7 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 	} else if wait > 0 {
 		s.log.WarnContext(ctx, "activation rate-limited", "request_id", reqID, "tenant_id", c.TenantID, "client_ip", ClientIP(ctx))
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
-		again(http.StatusTooManyRequests, nil, "Too many attempts from your network. Nothing was stored; please wait "+waitWords(wait)+" and try again.")
+		again(http.StatusTooManyRequests, nil, i18n.T("activate.limited", "Wait", waitWords(wait)))
 		return
 	}
 	res, err := s.onboard.Activate(ctx, c, store.SourceManual, "activation page")
@@ -190,35 +216,34 @@ func (s *Server) handleActivatePost(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &proofErr):
 		s.log.InfoContext(ctx, "activation refused by the platform", "request_id", reqID, "tenant_id", c.TenantID, "field", proofErr.Field, "err", proofErr.Err)
 		status, problems := proofAnswer(proofErr)
-		again(status, problems, "Nothing was stored: "+proofErr.Message+".")
+		again(status, problems, i18n.T("activate.refused", "Reason", proofErr.Message))
 		return
 	case errors.Is(err, store.ErrEndedByOperator):
 		s.log.WarnContext(ctx, "activation refused: the school was deactivated by an operator", "request_id", reqID, "tenant_id", c.TenantID)
-		again(http.StatusForbidden, nil, "Nothing was stored: the app's operator deactivated the app for this school. Please contact them.")
+		again(http.StatusForbidden, nil, i18n.T("activate.ended_by_operator"))
 		return
 	case s.invalidTextAnswered(w, r, err, false):
 		return
 	case err != nil:
 		s.log.ErrorContext(ctx, "activation not stored", "request_id", reqID, "tenant_id", c.TenantID, "err", err)
-		s.renderError(w, r, http.StatusServiceUnavailable, "The app is having trouble",
-			"The credentials were accepted by the platform but could not be stored just now. Nothing was stored; please try again in a moment.")
+		s.renderError(w, r, http.StatusServiceUnavailable, i18n.T("error.trouble.heading"), i18n.T("activate.not_stored"))
 		return
 	}
 	s.log.InfoContext(ctx, "school activated by hand", "request_id", reqID, "tenant_id", c.TenantID, "state", res.State, "credentials_version", res.Version)
-	s.render(w, r, http.StatusOK, page{Page: "activated", Title: "The app is activated", State: res.State, Values: map[string]string{onboard.FieldTenantID: c.TenantID}})
+	s.render(w, r, http.StatusOK, page{Page: "activated", Title: i18n.T("activated.heading"), State: res.State, TenantID: c.TenantID})
 }
 
 // proofAnswer is the status and the per-field problems of a form whose credentials the platform
 // refused: 400 with the refused field marked where the platform's answer tells, 424 when the
 // platform could not check them at all.
-func proofAnswer(e *onboard.ProofError) (int, map[string]string) {
+func proofAnswer(e *onboard.ProofError) (int, map[string]i18n.Text) {
 	if e.Field == "" {
-		return http.StatusFailedDependency, map[string]string{}
+		return http.StatusFailedDependency, map[string]i18n.Text{}
 	}
 	if len(e.Problems) > 0 {
 		return http.StatusBadRequest, e.Problems
 	}
-	return http.StatusBadRequest, map[string]string{e.Field: "was refused by the platform"}
+	return http.StatusBadRequest, map[string]i18n.Text{e.Field: i18n.T("problem.refused")}
 }
 
 // activateLimited counts the attempt against both limits and returns how long to wait when one

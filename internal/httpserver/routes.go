@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 )
 
 // Handler returns the whole HTTP surface of the server (contract.md, "Routes").
@@ -16,6 +17,8 @@ func (s *Server) Handler() http.Handler {
 	// recoverer sits inside requestContext and observe, so a panic is logged with its request id,
 	// the 500 page quotes that id, and the request is still logged and counted.
 	r.Use(s.requestContext, s.observe, s.recoverer)
+	// HEAD is answered wherever GET is (net/http sends the headers and drops the body).
+	r.Use(middleware.GetHead)
 
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
@@ -31,6 +34,9 @@ func (s *Server) Handler() http.Handler {
 		r.MethodFunc(http.MethodPost, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodOptions, "/logout", s.handleLogout) // CORS preflight of WebUntis' call
 		r.Get("/static/*", s.handleStatic)
+		// The server's own paths live under /_untis/ (reserved: never a path of the app).
+		r.Get(langRoute, s.handleLanguage)        // the language switch on every page
+		r.Get("/_untis/theme.css", s.handleTheme) // APP_ACCENT_COLOR as a style sheet
 	})
 
 	// Forms: a smaller body limit, no state-changing request from another site (besides each

@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/text/language"
+
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/onboard"
 	"github.com/untis-partner/server/internal/operator"
@@ -52,6 +55,14 @@ type Deps struct {
 	Now func() time.Time
 	// LaunchLimits bound the sign-ins that /launch starts (config.Config's LAUNCH_LIMIT_*).
 	LaunchLimits LaunchLimits
+	// Brand names the app on every page (APP_NAME, APP_LOGO_URL, APP_ACCENT_COLOR); an empty
+	// name is "Partner App".
+	Brand Branding
+	// SchoolZone is the time zone of a school whose country names none (SCHOOL_TIMEZONE;
+	// Europe/Vienna when nil).
+	SchoolZone *time.Location
+	// Catalog holds the pages' words (nil: the shipped catalogs of web/locales).
+	Catalog *i18n.Catalog
 }
 
 // Server holds the handlers' dependencies and the readiness state.
@@ -73,7 +84,11 @@ type Server struct {
 	csp             string // Content-Security-Policy of every page
 	cspNoFrame      string // ... of the pages that are never framed (console, activation)
 	https           bool
-	pages           *template.Template
+	pages           map[language.Tag]*template.Template // one set per language
+	catalog         *i18n.Catalog
+	brand           Branding
+	schoolZone      *time.Location
+	names           *rosterNames
 	httpm           httpMetrics
 	webhookCount    *metrics.CounterVec
 	// crossOrigin refuses state-changing requests a browser sends from another site (every form
@@ -112,12 +127,34 @@ func New(d Deps) *Server {
 		trusted:         d.TrustedProxies,
 		embedMode:       d.EmbedMode,
 		version:         d.Version,
-		csp:             contentSecurityPolicy(d.EmbedMode, d.PlatformOrigins),
-		cspNoFrame:      contentSecurityPolicy(false, nil),
+		csp:             contentSecurityPolicy(d.EmbedMode, d.PlatformOrigins, d.Brand.LogoURL),
+		cspNoFrame:      contentSecurityPolicy(false, nil, d.Brand.LogoURL),
 		https:           d.HTTPS,
-		pages:           web.Templates(),
+		catalog:         d.Catalog,
+		brand:           d.Brand,
+		schoolZone:      d.SchoolZone,
 		now:             d.Now,
 	}
+	if s.catalog == nil {
+		cat, err := i18n.Load(web.Locales())
+		if err != nil {
+			panic(err) // the embedded catalogs are fixed at build time; their tests load them
+		}
+		s.catalog = cat
+	}
+	pages, err := pageTemplates(s.catalog)
+	if err != nil {
+		panic(err)
+	}
+	s.pages = pages
+	if s.brand.Name == "" {
+		s.brand.Name = "Partner App"
+	}
+	s.brand.Theme = s.brand.Accent != ""
+	if s.schoolZone == nil {
+		s.schoolZone = viennaOrUTC()
+	}
+	s.names = newRosterNames(d.Now)
 	s.launchLimits = newLaunchLimiters(d.LaunchLimits, d.Now, d.Metrics)
 	s.httpm = newHTTPMetrics(d.Metrics)
 	s.webhookCount = d.Metrics.NewCounterVec("webhooks_received_total",
@@ -135,6 +172,15 @@ func New(d Deps) *Server {
 		registerTenantMetrics(d.Metrics, d.Store)
 	}
 	return s
+}
+
+// viennaOrUTC is SCHOOL_TIMEZONE's default, Europe/Vienna (UTC only where no zone data exists;
+// cmd/server embeds it).
+func viennaOrUTC() *time.Location {
+	if loc, err := time.LoadLocation("Europe/Vienna"); err == nil {
+		return loc
+	}
+	return time.UTC
 }
 
 // BeginShutdown makes /readyz answer 503, so a load balancer stops sending new requests.

@@ -135,8 +135,8 @@ func TestSetupForm(t *testing.T) {
 		if got.status != http.StatusBadRequest {
 			t.Fatalf("invalid answers: %d", got.status)
 		}
-		for _, want := range []string{"must look like AB-123", "must be an e-mail address", "must be a web address starting with https://",
-			"must be one of the choices", "must be ticked", "Nothing was saved",
+		for _, want := range []string{"must look like AB-123", "Please enter one e-mail address", "Please enter a web address starting with https://",
+			"Please choose one of the options.", "Please tick this box.", "Nothing was saved",
 			`value="ab-12"`, `value="not-an-address"`, `value="ftp://files.example"`} {
 			if !strings.Contains(got.body, want) {
 				t.Errorf("the page has no %q", want)
@@ -147,7 +147,7 @@ func TestSetupForm(t *testing.T) {
 		}
 		// One message each: the required district left empty says so.
 		bad.Set("district", "")
-		if got := admin.formPost(setupURL, bad, nil); got.status != http.StatusBadRequest || !strings.Contains(got.body, "is required") {
+		if got := admin.formPost(setupURL, bad, nil); got.status != http.StatusBadRequest || !strings.Contains(got.body, "Please fill this in.") {
 			t.Errorf("empty required field: %d", got.status)
 		}
 		nothingStored(t)
@@ -183,7 +183,7 @@ func TestSetupForm(t *testing.T) {
 			t.Fatalf("change = %d to %q", got.status, got.location)
 		}
 		saved := admin.get(got.location)
-		if !strings.Contains(saved.body, "Saved.") || !strings.Contains(saved.body, `value="CD-456"`) {
+		if !strings.Contains(saved.body, "Your answers are saved.") || !strings.Contains(saved.body, `value="CD-456"`) {
 			t.Errorf("after saving:\n%s", saved.body)
 		}
 		if ans := e.answersOf(a); ans["district"] != "CD-456" || e.obState(a) != store.StateActive {

@@ -231,6 +231,7 @@ type browser struct {
 	e      *signinEnv
 	jar    *cookiejar.Jar
 	client *http.Client
+	lang   string // Accept-Language of every request ("" sends none)
 }
 
 // secureJar stores and returns cookies as if every URL were https, as browsers do for localhost.
@@ -247,7 +248,9 @@ func (j secureJar) Cookies(u *url.URL) []*http.Cookie        { return j.Jar.Cook
 
 func (e *signinEnv) browser() *browser {
 	jar, _ := cookiejar.New(nil)
-	b := &browser{t: e.t, e: e, jar: jar}
+	// Like every browser it names its languages; English, so that the pages of the simulator's
+	// schools (language "de") read as the tests expect. A test that wants another sets b.lang.
+	b := &browser{t: e.t, e: e, jar: jar, lang: "en-GB,en;q=0.8"}
 	b.client = &http.Client{
 		Jar:           secureJar{jar},
 		Timeout:       30 * time.Second,
@@ -287,6 +290,9 @@ func (b *browser) send(method, u string, body io.Reader, header http.Header) ans
 	req, err := http.NewRequest(method, u, body)
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	if b.lang != "" {
+		req.Header.Set("Accept-Language", b.lang)
 	}
 	for k, vs := range header {
 		req.Header[k] = vs

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/setup"
 	"github.com/untis-partner/server/internal/store"
@@ -105,48 +106,49 @@ const (
 	FieldPassword = "password"
 )
 
-// InputError is manual input that is wrong before the platform is asked: a message per field.
-type InputError struct{ Problems map[string]string }
+// InputError is manual input that is wrong before the platform is asked: a message per field
+// (catalog messages, shown in the reader's language).
+type InputError struct{ Problems map[string]i18n.Text }
 
 func (e *InputError) Error() string {
 	return fmt.Sprintf("invalid credentials input (%d fields)", len(e.Problems))
 }
 
-// ProofError is credentials the platform refused. Message is safe to show to the person who
-// pasted them; Field names the value that is wrong where the platform's answer tells, and
-// Problems says what to write next to each field the form should mark.
+// ProofError is credentials the platform refused. Message (a catalog message) is safe to show
+// to the person who pasted them; Field names the value that is wrong where the platform's answer
+// tells, and Problems says what to write next to each field the form should mark.
 type ProofError struct {
 	Field    string // FieldPassword, FieldSecret, FieldTenantID, FieldClientID, or "" when unknown
-	Message  string
-	Problems map[string]string
+	Message  i18n.Text
+	Problems map[string]i18n.Text
 	Err      error
 }
 
 func (e *ProofError) Error() string {
-	return "credentials not proved: " + e.Message + ": " + e.Err.Error()
+	return "credentials not proved (" + e.Message.ID + "): " + e.Err.Error()
 }
 func (e *ProofError) Unwrap() error { return e.Err }
 
 // Check validates pasted credentials before anything is asked of the platform.
 func Check(c Credentials) (Credentials, error) {
-	problems := map[string]string{}
+	problems := map[string]i18n.Text{}
 	// Pasted values often bring a space or a line break along.
 	c.TenantID = strings.TrimSpace(c.TenantID)
 	c.ClientID, c.Secret, c.Password = strings.TrimSpace(c.ClientID), strings.TrimSpace(c.Secret), strings.TrimSpace(c.Password)
 	switch {
 	case c.TenantID == "":
-		problems[FieldTenantID] = "is required"
+		problems[FieldTenantID] = i18n.T("problem.required")
 	case !store.ValidTenantID(c.TenantID):
-		problems[FieldTenantID] = "must be the school's tenant id: 1 to 64 letters, digits, - or _"
+		problems[FieldTenantID] = i18n.T("problem.tenant_id")
 	}
 	for field, v := range map[string]string{FieldClientID: c.ClientID, FieldSecret: c.Secret, FieldPassword: c.Password} {
 		switch {
 		case v == "":
-			problems[field] = "is required"
+			problems[field] = i18n.T("problem.required")
 		case len(v) > 1024:
-			problems[field] = "is too long to be a credential"
+			problems[field] = i18n.T("problem.credential_too_long")
 		case !utf8.ValidString(v) || containsControl(v):
-			problems[field] = "contains characters that are not allowed"
+			problems[field] = i18n.T("problem.bad_characters")
 		}
 	}
 	if len(problems) > 0 {
@@ -183,15 +185,6 @@ func (s *Service) Activate(ctx context.Context, c Credentials, source, actor str
 	return Result{Version: version, State: state}, nil
 }
 
-// Who can fix refused credentials: the platform shows the password once, when a school's
-// WebUntis administrator saves the app, and gives new credentials when they reset them.
-const (
-	fixPassword = "A WebUntis administrator of your school can get the right one: the platform shows the password only once, " +
-		"when the app is saved in WebUntis, and resetting the app's credentials there gives a new one to paste here"
-	fixEither = "Copy both again from WebUntis; a WebUntis administrator of your school can see the client id there, " +
-		"and resetting the app's credentials there gives a new password"
-)
-
 // proofError turns the platform's refusal into words for the person who pasted the values: which
 // value is wrong where the platform's answer tells, and who can fix it.
 func (s *Service) proofError(ctx context.Context, c Credentials, err error) error {
@@ -199,20 +192,20 @@ func (s *Service) proofError(ctx context.Context, c Credentials, err error) erro
 		swapped *platform.SwappedError
 		te      *platform.TokenError
 	)
+	refused := map[string]i18n.Text{FieldPassword: i18n.T("problem.refused")}
 	switch {
 	case errors.As(err, &swapped):
-		return &ProofError{Field: FieldSecret, Err: err,
-			Message:  "the secret and the password are swapped: the platform accepts the value given as secret as the password",
-			Problems: map[string]string{FieldSecret: "is the platform password", FieldPassword: "is the OIDC secret"}}
+		return &ProofError{Field: FieldSecret, Err: err, Message: i18n.T("proof.swapped"),
+			Problems: map[string]i18n.Text{FieldSecret: i18n.T("problem.secret_is_password"), FieldPassword: i18n.T("problem.password_is_secret")}}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrCredentialsRejected):
 		switch {
 		case te.Code == "invalid_grant":
-			return &ProofError{Field: FieldPassword, Err: err,
-				Message:  "the platform refused the password (it must be the platform password, not the OIDC secret). " + fixPassword,
-				Problems: map[string]string{FieldPassword: "was refused by the platform"}}
+			// Who can fix it: the platform shows the password once, when a school's WebUntis
+			// administrator saves the app, and gives new credentials when they reset them.
+			return &ProofError{Field: FieldPassword, Err: err, Message: i18n.T("proof.password_refused"), Problems: refused}
 		case te.Status == 404:
-			return &ProofError{Field: FieldTenantID, Err: err, Message: "the platform does not know this tenant id",
-				Problems: map[string]string{FieldTenantID: "is not known to the platform"}}
+			return &ProofError{Field: FieldTenantID, Err: err, Message: i18n.T("proof.unknown_tenant"),
+				Problems: map[string]i18n.Text{FieldTenantID: i18n.T("problem.tenant_unknown")}}
 		}
 		// invalid_client does not say which of the two was wrong. One platform application
 		// usually has one client id for every school: when another school's stored credentials
@@ -222,29 +215,28 @@ func (s *Service) proofError(ctx context.Context, c Credentials, err error) erro
 			s.log.WarnContext(ctx, "look up a client id", "err", kerr)
 		}
 		if known {
-			return &ProofError{Field: FieldPassword, Err: err,
-				Message:  "the platform refused the password for this school (the client id is right: this app uses it for other schools). " + fixPassword,
-				Problems: map[string]string{FieldPassword: "was refused by the platform"}}
+			return &ProofError{Field: FieldPassword, Err: err, Message: i18n.T("proof.password_refused_client_known"), Problems: refused}
 		}
-		return &ProofError{Field: FieldPassword, Err: err,
-			Message: "the platform refused the client id or the password for this school; it does not say which. " + fixEither,
-			Problems: map[string]string{FieldClientID: "check it: the platform refused it or the password",
-				FieldPassword: "check it: the platform refused it or the client id"}}
+		return &ProofError{Field: FieldPassword, Err: err, Message: i18n.T("proof.client_or_password"),
+			Problems: map[string]i18n.Text{FieldClientID: i18n.T("problem.check_client_id"), FieldPassword: i18n.T("problem.check_password")}}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrRateLimited):
-		return &ProofError{Err: err, Message: "the platform asks us to slow down; try again in a minute"}
+		return &ProofError{Err: err, Message: i18n.T("proof.rate_limited")}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrBadRequest):
-		if h := te.Hint(); h != "" {
-			return &ProofError{Err: err, Message: h}
+		switch te.Code {
+		case "unauthorized_client":
+			return &ProofError{Err: err, Message: i18n.T("proof.unauthorized_client")}
+		case "invalid_scope":
+			return &ProofError{Err: err, Message: i18n.T("proof.invalid_scope")}
 		}
-		return &ProofError{Err: err, Message: "the platform refused the request"}
+		return &ProofError{Err: err, Message: i18n.T("proof.bad_request")}
 	}
-	return &ProofError{Err: err, Message: "the platform could not be reached to check the credentials; nothing was stored, try again later"}
+	return &ProofError{Err: err, Message: i18n.T("proof.unreachable")}
 }
 
 // SaveSetup validates a school admin's setup answers and stores them; the school becomes active
 // when they complete its setup. problems (by field) is non-empty when something is wrong, and
 // then nothing is stored.
-func (s *Service) SaveSetup(ctx context.Context, tenantID string, values url.Values, actor string) (state string, problems map[string]string, err error) {
+func (s *Service) SaveSetup(ctx context.Context, tenantID string, values url.Values, actor string) (state string, problems map[string]i18n.Text, err error) {
 	answers, problems := s.fields.Validate(values)
 	if len(problems) > 0 {
 		return "", problems, nil

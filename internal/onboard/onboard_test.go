@@ -12,6 +12,9 @@ import (
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/store"
+
+	"github.com/untis-partner/server/internal/i18n"
+	"github.com/untis-partner/server/web"
 )
 
 func TestCheck(t *testing.T) {
@@ -48,11 +51,12 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("Check = %v, want problems with %v", err, tc.bad)
 			}
 			for _, f := range tc.bad {
-				if ie.Problems[f] == "" {
+				if ie.Problems[f].IsZero() {
 					t.Errorf("no problem reported for %s: %v", f, ie.Problems)
 				}
 			}
-			for _, msg := range ie.Problems {
+			for _, p := range ie.Problems {
+				msg := english.MustLocalize(p)
 				if strings.Contains(msg, "s3cret") || strings.Contains(msg, "pa55") {
 					t.Errorf("a problem quotes a value: %q", msg)
 				}
@@ -60,6 +64,9 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// english renders catalog messages as a reader of English sees them.
+var english = i18n.English(web.Locales())
 
 // proofService is a Service whose store holds one school with client id "known-app" (one
 // platform application usually has one client id for every school).
@@ -123,9 +130,10 @@ func TestProofErrorNamesTheRefusedPart(t *testing.T) {
 		if pe.Field != tc.wantField {
 			t.Errorf("%s: field %q, want %q", tc.name, pe.Field, tc.wantField)
 		}
+		msg := english.MustLocalize(pe.Message)
 		for _, w := range tc.wantWords {
-			if !strings.Contains(pe.Message, w) {
-				t.Errorf("%s: message %q does not say %q", tc.name, pe.Message, w)
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: message %q does not say %q", tc.name, msg, w)
 			}
 		}
 		var marked []string
@@ -138,7 +146,7 @@ func TestProofErrorNamesTheRefusedPart(t *testing.T) {
 		if !slices.Equal(marked, want) {
 			t.Errorf("%s: marked fields %v, want %v", tc.name, marked, want)
 		}
-		if strings.Contains(pe.Message, "s3cret") || strings.Contains(pe.Message, "pa55") {
+		if strings.Contains(msg, "s3cret") || strings.Contains(msg, "pa55") {
 			t.Errorf("%s: the message quotes a value", tc.name)
 		}
 		if !errors.Is(pe, tc.err) {

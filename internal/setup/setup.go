@@ -17,6 +17,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/untis-partner/server/internal/i18n"
 )
 
 // Field types.
@@ -162,13 +164,14 @@ func Parse(b []byte) (Fields, error) {
 }
 
 // Validate checks submitted answers (the form's values, keyed by field name) and returns the
-// answers to store, normalised, and a message per field that is wrong. Names not in the form
-// are ignored. A checkbox's answer is "true" or "false".
-func (fs Fields) Validate(values url.Values) (answers map[string]string, problems map[string]string) {
-	answers, problems = map[string]string{}, map[string]string{}
+// answers to store, normalised, and a message per field that is wrong (a catalog message: the
+// page shows it in the reader's language). Names not in the form are ignored. A checkbox's
+// answer is "true" or "false".
+func (fs Fields) Validate(values url.Values) (answers map[string]string, problems map[string]i18n.Text) {
+	answers, problems = map[string]string{}, map[string]i18n.Text{}
 	for _, f := range fs {
 		v := strings.TrimSpace(values.Get(f.Name))
-		if msg := f.check(v); msg != "" {
+		if msg := f.check(v); !msg.IsZero() {
 			problems[f.Name] = msg
 			continue
 		}
@@ -180,50 +183,51 @@ func (fs Fields) Validate(values url.Values) (answers map[string]string, problem
 	return answers, problems
 }
 
-func (f Field) check(v string) string {
+func (f Field) check(v string) i18n.Text {
 	if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
-		return "contains characters that are not allowed"
+		return i18n.T("problem.bad_characters")
 	}
 	if f.Type == TypeCheckbox {
 		if f.Required && v == "" {
-			return "must be ticked"
+			return i18n.T("problem.must_tick")
 		}
-		return ""
+		return i18n.Text{}
 	}
 	if v == "" {
 		if f.Required {
-			return "is required"
+			return i18n.T("problem.required")
 		}
-		return ""
+		return i18n.Text{}
 	}
 	if utf8.RuneCountInString(v) > f.MaxLength {
-		return fmt.Sprintf("must be at most %d characters", f.MaxLength)
+		return i18n.T("problem.too_long", "Max", f.MaxLength)
 	}
 	switch f.Type {
 	case TypeEmail:
 		if a, err := mail.ParseAddress(v); err != nil || a.Address != v || a.Name != "" {
-			return "must be an e-mail address such as office@school.example"
+			return i18n.T("problem.email")
 		}
 	case TypeURL:
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return "must be a web address starting with https://"
+			return i18n.T("problem.url")
 		}
 	case TypeSelect:
 		for _, o := range f.Options {
 			if o.Value == v {
-				return ""
+				return i18n.Text{}
 			}
 		}
-		return "must be one of the choices"
+		return i18n.T("problem.choice")
 	}
 	if f.re != nil && !f.re.MatchString(v) {
 		if f.PatternHelp != "" {
-			return f.PatternHelp
+			// The deployment's own words for the pattern (SETUP_FIELDS_FILE's patternHelp).
+			return i18n.T("problem.pattern_help", "Help", f.PatternHelp)
 		}
-		return "does not have the expected form"
+		return i18n.T("problem.pattern")
 	}
-	return ""
+	return i18n.Text{}
 }
 
 // Complete reports whether stored answers complete the setup: every required field has a valid
@@ -234,7 +238,7 @@ func (fs Fields) Complete(answers map[string]string) bool {
 		if f.Type == TypeCheckbox {
 			v = map[string]string{"true": "on"}[v]
 		}
-		if f.check(v) != "" {
+		if !f.check(v).IsZero() {
 			return false
 		}
 		if f.Required && v == "" {

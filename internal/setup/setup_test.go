@@ -9,8 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/setup"
+	"github.com/untis-partner/server/web"
 )
+
+// english renders the problems Validate returns (catalog messages) as a reader of English sees them.
+var english = i18n.English(web.Locales())
 
 // exported drops Field's compiled pattern so fields compare with reflect.DeepEqual.
 func exported(fs setup.Fields) []setup.Field {
@@ -140,7 +145,7 @@ func TestParsePatternCannotEscapeTheAnchors(t *testing.T) {
 	if err != nil {
 		return // refused: fine
 	}
-	if _, problems := fs.Validate(url.Values{"code": {"1234; anything at all"}}); problems["code"] == "" {
+	if _, problems := fs.Validate(url.Values{"code": {"1234; anything at all"}}); problems["code"].IsZero() {
 		t.Fatal(`pattern "[0-9]{4})|(x" accepted "1234; anything at all"`)
 	}
 }
@@ -197,9 +202,9 @@ func TestValidate(t *testing.T) {
 	baseAnswers := map[string]string{"district": "Wien", "note": "", "code": "", "ref": "", "office": "", "site": "", "state": "",
 		"terms": "true", "news": "false", "short": ""}
 	const (
-		notAllowed = "contains characters that are not allowed"
-		badEmail   = "must be an e-mail address such as office@school.example"
-		badURL     = "must be a web address starting with https://"
+		notAllowed = "This contains characters that are not allowed."
+		badEmail   = "Please enter one e-mail address, such as office@school.example."
+		badURL     = "Please enter a web address starting with https://."
 	)
 	tests := []struct {
 		name     string
@@ -208,26 +213,26 @@ func TestValidate(t *testing.T) {
 		problems map[string]string
 	}{
 		{name: "required fields only", set: nil},
-		{name: "required text missing", set: map[string]string{"district": "-"}, problems: map[string]string{"district": "is required"}},
-		{name: "required text empty", set: map[string]string{"district": ""}, problems: map[string]string{"district": "is required"}},
-		{name: "required text whitespace only", set: map[string]string{"district": " \t "}, problems: map[string]string{"district": "is required"}},
+		{name: "required text missing", set: map[string]string{"district": "-"}, problems: map[string]string{"district": "Please fill this in."}},
+		{name: "required text empty", set: map[string]string{"district": ""}, problems: map[string]string{"district": "Please fill this in."}},
+		{name: "required text whitespace only", set: map[string]string{"district": " \t "}, problems: map[string]string{"district": "Please fill this in."}},
 		{name: "whitespace trimmed", set: map[string]string{"district": "  Wien Landstraße \n", "note": "\thello "},
 			answers: map[string]string{"district": "Wien Landstraße", "note": "hello"}},
 		{name: "nothing at all", set: map[string]string{"district": "-", "terms": "-"},
-			problems: map[string]string{"district": "is required", "terms": "must be ticked"}},
+			problems: map[string]string{"district": "Please fill this in.", "terms": "Please tick this box."}},
 
 		{name: "pattern matches", set: map[string]string{"code": "1010"}, answers: map[string]string{"code": "1010"}},
 		{name: "pattern matches after trimming", set: map[string]string{"code": " 1010 "}, answers: map[string]string{"code": "1010"}},
-		{name: "pattern: too long refused", set: map[string]string{"code": "12345"}, problems: map[string]string{"code": "must be four digits, such as 1010"}},
-		{name: "pattern: prefix refused", set: map[string]string{"code": "a1234"}, problems: map[string]string{"code": "must be four digits, such as 1010"}},
-		{name: "pattern: suffix refused", set: map[string]string{"code": "1234a"}, problems: map[string]string{"code": "must be four digits, such as 1010"}},
-		{name: "pattern: too short refused", set: map[string]string{"code": "123"}, problems: map[string]string{"code": "must be four digits, such as 1010"}},
-		{name: "pattern: inner space refused", set: map[string]string{"code": "12 34"}, problems: map[string]string{"code": "must be four digits, such as 1010"}},
+		{name: "pattern: too long refused", set: map[string]string{"code": "12345"}, problems: map[string]string{"code": "Expected: must be four digits, such as 1010"}},
+		{name: "pattern: prefix refused", set: map[string]string{"code": "a1234"}, problems: map[string]string{"code": "Expected: must be four digits, such as 1010"}},
+		{name: "pattern: suffix refused", set: map[string]string{"code": "1234a"}, problems: map[string]string{"code": "Expected: must be four digits, such as 1010"}},
+		{name: "pattern: too short refused", set: map[string]string{"code": "123"}, problems: map[string]string{"code": "Expected: must be four digits, such as 1010"}},
+		{name: "pattern: inner space refused", set: map[string]string{"code": "12 34"}, problems: map[string]string{"code": "Expected: must be four digits, such as 1010"}},
 		{name: "pattern: optional field may stay empty", set: map[string]string{"code": ""}},
 		{name: "alternation is anchored as a whole", set: map[string]string{"ref": "ABC"}, answers: map[string]string{"ref": "ABC"}},
 		{name: "alternation is anchored as a whole, second branch", set: map[string]string{"ref": "123"}, answers: map[string]string{"ref": "123"}},
-		{name: "alternation: mixed refused, default message", set: map[string]string{"ref": "ABC123"}, problems: map[string]string{"ref": "does not have the expected form"}},
-		{name: "alternation: trailing text refused", set: map[string]string{"ref": "123x"}, problems: map[string]string{"ref": "does not have the expected form"}},
+		{name: "alternation: mixed refused, default message", set: map[string]string{"ref": "ABC123"}, problems: map[string]string{"ref": "This does not have the expected form."}},
+		{name: "alternation: trailing text refused", set: map[string]string{"ref": "123x"}, problems: map[string]string{"ref": "This does not have the expected form."}},
 
 		{name: "email", set: map[string]string{"office": "office@school.example"}, answers: map[string]string{"office": "office@school.example"}},
 		{name: "email trimmed", set: map[string]string{"office": " office@school.example "}, answers: map[string]string{"office": "office@school.example"}},
@@ -257,21 +262,21 @@ func TestValidate(t *testing.T) {
 
 		{name: "select value", set: map[string]string{"state": "W"}, answers: map[string]string{"state": "W"}},
 		{name: "select value given as a string option", set: map[string]string{"state": "NÖ"}, answers: map[string]string{"state": "NÖ"}},
-		{name: "select label is not a value", set: map[string]string{"state": "Wien"}, problems: map[string]string{"state": "must be one of the choices"}},
-		{name: "select other value", set: map[string]string{"state": "Tirol"}, problems: map[string]string{"state": "must be one of the choices"}},
-		{name: "select value in another case", set: map[string]string{"state": "w"}, problems: map[string]string{"state": "must be one of the choices"}},
+		{name: "select label is not a value", set: map[string]string{"state": "Wien"}, problems: map[string]string{"state": "Please choose one of the options."}},
+		{name: "select other value", set: map[string]string{"state": "Tirol"}, problems: map[string]string{"state": "Please choose one of the options."}},
+		{name: "select value in another case", set: map[string]string{"state": "w"}, problems: map[string]string{"state": "Please choose one of the options."}},
 
 		{name: "checkbox ticked", set: map[string]string{"terms": "on", "news": "on"}, answers: map[string]string{"terms": "true", "news": "true"}},
 		{name: "checkbox with any value is ticked", set: map[string]string{"news": "yes"}, answers: map[string]string{"news": "true"}},
-		{name: "required checkbox not ticked", set: map[string]string{"terms": "-"}, problems: map[string]string{"terms": "must be ticked"}},
-		{name: "required checkbox empty", set: map[string]string{"terms": " "}, problems: map[string]string{"terms": "must be ticked"}},
+		{name: "required checkbox not ticked", set: map[string]string{"terms": "-"}, problems: map[string]string{"terms": "Please tick this box."}},
+		{name: "required checkbox empty", set: map[string]string{"terms": " "}, problems: map[string]string{"terms": "Please tick this box."}},
 		{name: "checkbox with a control character", set: map[string]string{"news": "o\x00n"}, problems: map[string]string{"news": notAllowed}},
 
 		{name: "max length in runes", set: map[string]string{"short": "äöüßé"}, answers: map[string]string{"short": "äöüßé"}},
-		{name: "max length exceeded by a rune", set: map[string]string{"short": "äöüßéa"}, problems: map[string]string{"short": "must be at most 5 characters"}},
+		{name: "max length exceeded by a rune", set: map[string]string{"short": "äöüßéa"}, problems: map[string]string{"short": "Please use at most 5 characters."}},
 		{name: "max length counts after trimming", set: map[string]string{"short": "  abcde  "}, answers: map[string]string{"short": "abcde"}},
 		{name: "default max length 2000", set: map[string]string{"note": strings.Repeat("ü", 2000)}, answers: map[string]string{"note": strings.Repeat("ü", 2000)}},
-		{name: "default max length exceeded", set: map[string]string{"note": strings.Repeat("x", 2001)}, problems: map[string]string{"note": "must be at most 2000 characters"}},
+		{name: "default max length exceeded", set: map[string]string{"note": strings.Repeat("x", 2001)}, problems: map[string]string{"note": "Please use at most 2000 characters."}},
 
 		{name: "NUL refused", set: map[string]string{"district": "Wi\x00en"}, problems: map[string]string{"district": notAllowed}},
 		{name: "inner newline refused", set: map[string]string{"note": "line 1\nline 2"}, problems: map[string]string{"note": notAllowed}},
@@ -284,8 +289,8 @@ func TestValidate(t *testing.T) {
 
 		{name: "unknown names ignored", set: map[string]string{"admin": "true", "district_extra": "x", "": "y"}},
 		{name: "several problems at once", set: map[string]string{"district": "", "code": "x", "office": "x", "site": "x", "state": "x", "terms": "-", "short": "toolong"},
-			problems: map[string]string{"district": "is required", "code": "must be four digits, such as 1010", "office": badEmail,
-				"site": badURL, "state": "must be one of the choices", "terms": "must be ticked", "short": "must be at most 5 characters"}},
+			problems: map[string]string{"district": "Please fill this in.", "code": "Expected: must be four digits, such as 1010", "office": badEmail,
+				"site": badURL, "state": "Please choose one of the options.", "terms": "Please tick this box.", "short": "Please use at most 5 characters."}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,7 +306,11 @@ func TestValidate(t *testing.T) {
 					values.Set(k, v)
 				}
 			}
-			answers, problems := fs.Validate(values)
+			answers, texts := fs.Validate(values)
+			problems := map[string]string{}
+			for k, v := range texts {
+				problems[k] = english.MustLocalize(v)
+			}
 			wantAnswers := maps.Clone(baseAnswers)
 			maps.Copy(wantAnswers, tt.answers)
 			for name := range tt.problems {
@@ -343,7 +352,7 @@ func TestValidateC1Controls(t *testing.T) {
 	t.Parallel()
 	fs := mustParse(t, `[{"name": "note"}]`)
 	for _, v := range []string{"a\u009b31mb", "a\u0085b", "a\u0080b"} {
-		if _, problems := fs.Validate(url.Values{"note": {v}}); problems["note"] == "" {
+		if _, problems := fs.Validate(url.Values{"note": {v}}); problems["note"].IsZero() {
 			t.Errorf("Validate accepted %q", v)
 		}
 	}

@@ -50,6 +50,9 @@ type Outcome struct {
 	PreviousState string // "" for a school we did not know
 	State         string // the school's state afterwards ("" if still unknown)
 	Version       int    // the credentials version stored, 0 if none
+	// SessionsEnded and SignInsEnded count the sessions and pending sign-ins a deactivation or
+	// deletion ended.
+	SessionsEnded, SignInsEnded int64
 }
 
 // Sources of credentials.
@@ -357,6 +360,7 @@ func endTenant(ctx context.Context, tx pgx.Tx, tenantID string, deletion bool, a
 		WHERE tenant_id = $1`, tenantID, state); err != nil {
 		return Outcome{}, err
 	}
+	out.SessionsEnded, out.SignInsEnded = counts["sessions"], counts["auth_flows"]
 	detail["previous_state"], detail["state"], detail["deleted"] = prev, state, counts
 	if err := audit(ctx, tx, tenantID, actor, action, detail); err != nil {
 		return Outcome{}, err

@@ -634,7 +634,7 @@ func TestDeactivationEndsOnlyThatSchool(t *testing.T) {
 	}
 
 	out := lcEndEvent(t, s, "A", "end", false)
-	if want := (store.Outcome{PreviousState: store.StateActive, State: store.StateDeactivated}); out != want {
+	if want := (store.Outcome{PreviousState: store.StateActive, State: store.StateDeactivated, SessionsEnded: 2, SignInsEnded: 1}); out != want {
 		t.Fatalf("outcome %+v, want %+v", out, want)
 	}
 	a := lcRowsPerTable(t, s, "A")
@@ -841,7 +841,8 @@ func TestEndTenantByOperator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (store.Outcome{PreviousState: store.StateActive, State: store.StateDeactivated}); out != want {
+	// The outcome counts what was ended (the console says so): the seed's two sessions and its flow.
+	if want := (store.Outcome{PreviousState: store.StateActive, State: store.StateDeactivated, SessionsEnded: 2, SignInsEnded: 1}); out != want {
 		t.Fatalf("outcome %+v", out)
 	}
 	if n := lcCount(t, s, `SELECT count(*) FROM sessions WHERE tenant_id = 'A'`) + lcVersions(t, s, "A") +

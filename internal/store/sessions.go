@@ -56,6 +56,11 @@ type Session struct {
 	User          User
 	TenantState   string
 	TenantName    string
+	// TenantLanguage and TenantCountry are the school's informational fields from its
+	// credentials webhook: they pick the pages' language (after the user's own choice) and the
+	// time zone of dates, never an access decision.
+	TenantLanguage string
+	TenantCountry  string
 }
 
 // CreateLogin upserts the user's profile, creates the session and ends the one it replaces, in
@@ -140,7 +145,7 @@ func (s *Store) SessionByID(ctx context.Context, idHash []byte, now time.Time) (
 	)
 	err := s.relaxed.QueryRow(ctx, `
 		SELECT s.tenant_id, s.sub, s.csrf_token, s.launch, s.created_at, s.last_seen_at, s.idle_expires_at, s.expires_at,
-		       u.role, u.given_name, u.family_name, u.email, u.username, u.orgs, t.state, t.name
+		       u.role, u.given_name, u.family_name, u.email, u.username, u.orgs, t.state, t.name, t.language, t.country
 		FROM sessions s
 		JOIN users u ON u.tenant_id = s.tenant_id AND u.sub = s.sub
 		JOIN tenants t ON t.tenant_id = s.tenant_id
@@ -148,7 +153,7 @@ func (s *Store) SessionByID(ctx context.Context, idHash []byte, now time.Time) (
 		  AND t.state IN ('active', 'pending_setup')`, idHash, now).Scan(
 		&ss.TenantID, &ss.Sub, &ss.CSRFToken, &launch, &ss.CreatedAt, &ss.LastSeenAt, &ss.IdleExpiresAt, &ss.ExpiresAt,
 		&ss.User.Role, &ss.User.GivenName, &ss.User.FamilyName, &ss.User.Email, &ss.User.Username, &orgs,
-		&ss.TenantState, &ss.TenantName)
+		&ss.TenantState, &ss.TenantName, &ss.TenantLanguage, &ss.TenantCountry)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, ErrNotFound
 	}
