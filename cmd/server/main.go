@@ -7,6 +7,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// The schools' time zones (SCHOOL_TIMEZONE, and each school's country's) must load in a
+	// container without zone files, such as the distroless image.
+	_ "time/tzdata"
 )
 
 func main() {

@@ -171,6 +171,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		HTTPS:           cfg.PublicURL.Scheme == "https",
 		Version:         version,
 		LaunchLimits:    httpserver.LaunchLimits{PerClient: cfg.LaunchLimitPerClient, PerSchool: cfg.LaunchLimitPerSchool},
+		Brand:           httpserver.Branding{Name: cfg.AppName, LogoURL: cfg.AppLogoURL, Accent: cfg.AppAccentColor},
+		SchoolZone:      cfg.SchoolTimezone,
 	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {

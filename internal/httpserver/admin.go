@@ -247,7 +247,11 @@ func (s *Server) handleAdminDeactivate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.InfoContext(ctx, "school deactivated by an operator", "request_id", RequestID(ctx), "tenant_id", tid, "operator", os.Email,
 		"sessions_ended", out.SessionsEnded)
-	s.setFlash(w, "deactivated", tid, strconv.FormatInt(out.SessionsEnded, 10))
+	if out.SessionsEnded > 0 {
+		s.setFlash(w, "deactivated", tid, strconv.FormatInt(out.SessionsEnded, 10))
+	} else {
+		s.setFlash(w, "deactivated0", tid)
+	}
 	http.Redirect(w, r, "/admin/tenants/"+url.PathEscape(tid), http.StatusSeeOther)
 }
 

@@ -157,7 +157,9 @@ func auditRowOf(e store.AuditEvent, labels map[string]string) auditRow {
 			for _, k := range slices.Sorted(maps.Keys(counts)) {
 				n, _ := counts[k].(float64)
 				if id, known := endedCounts[k]; known {
-					add(i18n.T(id, "Count", int64(n)))
+					if n > 0 { // nothing to say about what was not there
+						add(i18n.T(id, "Count", int64(n)))
+					}
 				} else {
 					add(i18n.T("audit.detail", "Key", k, "Value", plainValue(counts[k])))
 				}

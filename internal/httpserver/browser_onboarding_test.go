@@ -57,13 +57,13 @@ func TestBrowserOnboarding(t *testing.T) {
 		s.hasCookie(operator.CookieName)
 
 		row := fmt.Sprintf(`tr:has(a[href="/admin/tenants/%s"])`, consoleTID)
-		if text := s.textOf(row); !strings.Contains(text, consoleTID) || !strings.Contains(text, store.StateActive) {
-			t.Errorf("the school's row reads %q, want its id and %q", text, store.StateActive)
+		if text := s.textOf(row); !strings.Contains(text, consoleTID) || !strings.Contains(text, "Active") {
+			t.Errorf("the school's row reads %q, want its id and %q", text, "Active")
 		}
 		s.click(s.find(row + ` a[href="/admin/tenants/` + consoleTID + `"]`))
 		detail := base + "/admin/tenants/" + consoleTID
 		s.waitPage("the school's page", detail, "School "+consoleTID, "Deactivate school "+consoleTID)
-		if st := s.textOf("dl.facts .state"); st != store.StateActive {
+		if st := s.attribute("dl.facts .state", "class"); st != "state state-"+store.StateActive || s.textOf("dl.facts .state") != "Active" {
 			t.Errorf("the school's page shows state %q, want %q", st, store.StateActive)
 		}
 
@@ -78,7 +78,7 @@ func TestBrowserOnboarding(t *testing.T) {
 				return false, fmt.Sprintf("url %q (%v)", cur, err)
 			}
 			st, err := s.text("dl.facts .state")
-			return err == nil && st == store.StateDeactivated, fmt.Sprintf("state %q (%v)", st, err)
+			return err == nil && st == "Deactivated", fmt.Sprintf("state %q (%v)", st, err)
 		})
 		if text, _ := s.bodyText(); !strings.Contains(text, "browser test") {
 			t.Errorf("the audit trail does not show the reason:\n%s", text)

@@ -273,6 +273,12 @@ type wdSession struct {
 // newSession starts a browser with a fresh profile; it is closed when the test ends.
 func (wd *webDriver) newSession(t *testing.T) *wdSession {
 	t.Helper()
+	return wd.newSessionIn(t, "en-US,en")
+}
+
+// newSessionIn starts a browser whose languages (its Accept-Language) are langs.
+func (wd *webDriver) newSessionIn(t *testing.T, langs string) *wdSession {
+	t.Helper()
 	caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
 		"browserName": "chrome",
 		"goog:chromeOptions": map[string]any{
@@ -280,7 +286,9 @@ func (wd *webDriver) newSession(t *testing.T) *wdSession {
 			"args": []string{
 				"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 				"--no-first-run", "--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(),
+				"--lang=" + strings.Split(langs, ",")[0], "--accept-lang=" + langs,
 			},
+			"prefs": map[string]any{"intl.accept_languages": langs},
 		},
 	}}}
 	var created struct {

@@ -23,11 +23,12 @@ var flashKinds = map[string]struct {
 	id    string
 	names []string
 }{
-	"deactivated": {"console.flash.deactivated", []string{"Tenant", "Count"}},
-	"credentials": {"console.flash.credentials", []string{"Tenant", "Version", "State"}},
-	"console_out": {"console.flash.signed_out", nil},
-	"setup_saved": {"setup.flash.saved", nil},
-	"setup_done":  {"setup.flash.done", nil},
+	"deactivated":  {"console.flash.deactivated", []string{"Tenant", "Count"}},
+	"deactivated0": {"console.flash.deactivated_none", []string{"Tenant"}},
+	"credentials":  {"console.flash.credentials", []string{"Tenant", "Version", "State"}},
+	"console_out":  {"console.flash.signed_out", nil},
+	"setup_saved":  {"setup.flash.saved", nil},
+	"setup_done":   {"setup.flash.done", nil},
 }
 
 var flashValue = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
