@@ -33,7 +33,7 @@ func (s *Server) requireOperator(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		os, err := s.operators.Load(r.Context(), r)
 		if errors.Is(err, operator.ErrNoSession) {
-			if r.Method == http.MethodGet {
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 				return
 			}
