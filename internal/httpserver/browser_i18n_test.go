@@ -112,6 +112,11 @@ func TestBrowserPagesInTwoLanguages(t *testing.T) {
 			if d := s.attribute("#f-code", "aria-describedby"); !strings.Contains(d, "f-code-problem") {
 				t.Errorf("the wrong field is described by %q, want its message", d)
 			}
+			// The deployment's words for its fields, in the page's language where it gave them.
+			if body, _ := s.bodyText(); lc.want == language.German && (!strings.Contains(body, "Schulkennzahl") || !strings.Contains(body, "Erwartet: vier Ziffern")) ||
+				lc.want == language.English && !strings.Contains(body, "School code") {
+				t.Errorf("the setup form's fields in %s:\n%s", lc.want, body)
+			}
 			if role := s.attribute(".problems", "role"); role != "alert" {
 				t.Errorf("the problems' summary has role %q, want alert", role)
 			}

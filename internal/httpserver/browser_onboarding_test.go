@@ -18,8 +18,10 @@ import (
 // pattern, and a choice.
 const browserSetupFields = `[
 	{"name": "code", "label": "School code", "type": "text", "required": true,
-	 "pattern": "[0-9]{4}", "patternHelp": "must be four digits"},
-	{"name": "plan", "label": "Plan", "type": "select", "options": ["basic", {"value": "pro", "label": "Professional"}]}
+	 "pattern": "[0-9]{4}", "patternHelp": "must be four digits",
+	 "translations": {"de": {"label": "Schulkennzahl", "patternHelp": "vier Ziffern"}}},
+	{"name": "plan", "label": "Plan", "type": "select", "options": ["basic", {"value": "pro", "label": "Professional"}],
+	 "translations": {"de": {"label": "Paket", "options": {"basic": "Basis", "pro": "Profi"}}}}
 ]`
 
 // TestBrowserOnboarding drives the onboarding forms (the operator console, manual activation and

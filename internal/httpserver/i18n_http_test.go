@@ -169,7 +169,7 @@ func TestHeadWhereverGet(t *testing.T) {
 	e := newSigninEnv(t, signinOptions{})
 	tid := e.school(platformsim.TenantSpec{ID: "6951", Name: "Head School"}, store.StateActive)
 	srv := e.app.srv
-	for _, p := range []string{"/", "/healthz", "/readyz", "/metrics", "/static/app.css", "/static/favicon.svg", "/activate",
+	for _, p := range []string{"/", "/healthz", "/readyz", "/metrics", "/static/app.css", "/static/favicon.svg", "/favicon.ico", "/activate",
 		"/admin/login", "/admin", "/setup", "/api/me", "/launch?tenant_id=" + tid, "/launch", "/logout", "/_untis/lang?to=de&return=/",
 		"/no/such/page"} {
 		get, getBody := getPage(t, srv, http.MethodGet, p, nil)
@@ -201,7 +201,7 @@ func TestBranding(t *testing.T) {
 	resp, body := getPage(t, srv, http.MethodGet, "/", nil)
 	for _, want := range []string{"<title>Open this app from Untis – Klassenbuch Plus</title>", "<span>Klassenbuch Plus</span>",
 		`<img class="logo" src="https://cdn.partner.example/logo.svg" alt="">`, `<link rel="stylesheet" href="/_untis/theme.css">`,
-		`<link rel="icon" href="/static/favicon.svg"`} {
+		`<link rel="icon" href="/favicon.ico">`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page has no %s", want)
 		}

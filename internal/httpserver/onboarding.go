@@ -68,7 +68,7 @@ func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
 		s.storeTrouble(w, r, err, false)
 		return
 	}
-	p := s.setupPage(sess, answers, nil)
+	p := s.setupPage(r, sess, answers, nil)
 	if r.URL.Query().Get("saved") == "1" {
 		p.Flash = i18n.T("setup.flash.saved") // a fixed word chosen by the query, nothing more
 	}
@@ -105,7 +105,7 @@ func (s *Server) handleSetupPost(w http.ResponseWriter, r *http.Request) {
 		for _, f := range s.onboard.Fields() {
 			sent[f.Name] = r.PostForm.Get(f.Name)
 		}
-		s.render(w, r, http.StatusBadRequest, s.setupPage(sess, sent, problems))
+		s.render(w, r, http.StatusBadRequest, s.setupPage(r, sess, sent, problems))
 		return
 	}
 	s.log.InfoContext(ctx, "setup saved", "request_id", RequestID(ctx), "tenant_id", sess.TenantID, "state", state)
@@ -135,11 +135,17 @@ func (s *Server) setupSession(w http.ResponseWriter, r *http.Request) (*store.Se
 	return sess, true
 }
 
-func (s *Server) setupPage(sess *store.Session, values map[string]string, problems map[string]i18n.Text) page {
+func (s *Server) setupPage(r *http.Request, sess *store.Session, values map[string]string, problems map[string]i18n.Text) page {
 	p := page{Page: "setup", Title: i18n.T("setup.heading"), Session: sess, CSRF: session.CSRFToken(sess),
 		Pending: sess.TenantState == store.StatePendingSetup, Problems: problems}
+	// The deployment's own words for its fields, in the page's language where it gave them.
+	lang := s.chooseLanguage(r, sess.TenantLanguage).String()
 	for _, f := range s.onboard.Fields() {
+		f = f.In(lang)
 		ff := formField{Field: f, Value: values[f.Name], Problem: problems[f.Name]}
+		if ff.Problem.ID == "problem.pattern_help" {
+			ff.Problem = i18n.T("problem.pattern_help", "Help", f.PatternHelp)
+		}
 		if f.Type == setup.TypeCheckbox {
 			ff.Checked = ff.Value == "true" || ff.Value == "on"
 		}

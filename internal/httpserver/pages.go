@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"io/fs"
 	"math"
 	"net/http"
 	"net/url"
@@ -176,6 +177,17 @@ func templateFuncs(l *i18n.Localizer) template.FuncMap {
 func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	http.StripPrefix("/static/", http.FileServerFS(web.Static())).ServeHTTP(w, r)
+}
+
+// handleFavicon serves the icon at the address browsers ask for by themselves, not cached
+// (no-store, like the pages). Linked as a cacheable /static/favicon.svg instead, the icon let
+// Chromium restore a page from its back/forward cache after the user signed out, so that Back
+// showed the previous user again (TestBrowserSignOut caught it).
+func (s *Server) handleFavicon(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "no-store")
+	b, _ := fs.ReadFile(web.Static(), "favicon.svg")
+	_, _ = w.Write(b)
 }
 
 // handleTheme serves the accent colour (APP_ACCENT_COLOR) as a style sheet: the pages' CSP

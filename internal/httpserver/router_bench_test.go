@@ -47,3 +47,19 @@ func BenchmarkRouterParamRouteBare(b *testing.B) {
 		r.ServeHTTP(w, req)
 	}
 }
+
+// BenchmarkErrorPageInGerman renders a whole page with its words from the catalogs: the 404 page
+// for a browser that asks for German (language matching, every message looked up).
+func BenchmarkErrorPageInGerman(b *testing.B) {
+	h := New(Deps{}).Handler()
+	req := httptest.NewRequest(http.MethodGet, "/no/such/page", nil)
+	req.Header.Set("Accept-Language", "de-AT,de;q=0.9,en;q=0.8")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusNotFound {
+			b.Fatal(w.Code)
+		}
+	}
+}

@@ -34,6 +34,7 @@ func (s *Server) Handler() http.Handler {
 		r.MethodFunc(http.MethodPost, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodOptions, "/logout", s.handleLogout) // CORS preflight of WebUntis' call
 		r.Get("/static/*", s.handleStatic)
+		r.Get("/favicon.ico", s.handleFavicon)
 		// The server's own paths live under /_untis/ (reserved: never a path of the app).
 		r.Get(langRoute, s.handleLanguage)        // the language switch on every page
 		r.Get("/_untis/theme.css", s.handleTheme) // APP_ACCENT_COLOR as a style sheet

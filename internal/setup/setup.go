@@ -14,6 +14,7 @@ import (
 	"os"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -45,9 +46,54 @@ type Field struct {
 	// PatternHelp says in words what Pattern wants, for the error message.
 	PatternHelp string `json:"patternHelp"`
 	MaxLength   int    `json:"maxLength"`
+	// Translations are the field's words in other languages, by language ("de"): the setup page
+	// shows them to a school admin who reads that language; what a translation leaves out is
+	// shown as written above.
+	Translations map[string]Translation `json:"translations"`
 
 	re *regexp.Regexp
 }
+
+// Translation is a field's words in one language; Options maps an option's value to its label.
+type Translation struct {
+	Label       string            `json:"label"`
+	Help        string            `json:"help"`
+	PatternHelp string            `json:"patternHelp"`
+	Options     map[string]string `json:"options"`
+}
+
+// In returns the field with its words in lang (a language such as "de" or "de-AT": its first
+// part picks the translation); the field as written when it has none.
+func (f Field) In(lang string) Field {
+	base, _, _ := strings.Cut(strings.ToLower(lang), "-")
+	tr, ok := f.Translations[base]
+	if !ok {
+		return f
+	}
+	if tr.Label != "" {
+		f.Label = tr.Label
+	}
+	if tr.Help != "" {
+		f.Help = tr.Help
+	}
+	if tr.PatternHelp != "" {
+		f.PatternHelp = tr.PatternHelp
+	}
+	if len(tr.Options) > 0 {
+		opts := make([]Option, len(f.Options))
+		for i, o := range f.Options {
+			if l, ok := tr.Options[o.Value]; ok && l != "" {
+				o.Label = l
+			}
+			opts[i] = o
+		}
+		f.Options = opts
+	}
+	return f
+}
+
+// validLanguage is a translation's key: a language as "de" or "pt".
+var validLanguage = regexp.MustCompile(`^[a-z]{2,3}$`)
 
 // Option is one choice of a select. In the file it is {"value": "...", "label": "..."} or just
 // the value as a string.
@@ -155,6 +201,16 @@ func Parse(b []byte) (Fields, error) {
 				return nil, fmt.Errorf("field %q: pattern is not a valid regular expression: %v", f.Name, err)
 			}
 			f.re = re
+		}
+		for lang, tr := range f.Translations {
+			if !validLanguage.MatchString(lang) {
+				return nil, fmt.Errorf("field %q: translation %q: the key must be a language such as \"de\"", f.Name, lang)
+			}
+			for v := range tr.Options {
+				if !slices.ContainsFunc(f.Options, func(o Option) bool { return o.Value == v }) {
+					return nil, fmt.Errorf("field %q: translation %q names option %q, which the field does not have", f.Name, lang, v)
+				}
+			}
 		}
 		if f.MaxLength <= 0 || f.MaxLength > maxAnswer {
 			f.MaxLength = maxAnswer

@@ -420,3 +420,30 @@ func TestComplete(t *testing.T) {
 		})
 	}
 }
+
+// A field's words in other languages: the first part of a language picks them, and what a
+// translation leaves out stays as written.
+func TestFieldTranslations(t *testing.T) {
+	t.Parallel()
+	fs := mustParse(t, `[{"name": "plan", "label": "Plan", "help": "Pick one", "type": "select", "options": ["basic", {"value": "pro", "label": "Professional"}],
+		"translations": {"de": {"label": "Paket", "options": {"pro": "Profi"}}}}]`)
+	de := fs[0].In("de-AT")
+	if de.Label != "Paket" || de.Help != "Pick one" || de.Options[0].Label != "basic" || de.Options[1].Label != "Profi" {
+		t.Errorf("German field %+v", de)
+	}
+	if fs[0].Options[1].Label != "Professional" {
+		t.Error("In changed the field's own options")
+	}
+	if en := fs[0].In("en"); en.Label != "Plan" {
+		t.Errorf("a language without a translation: %+v", en)
+	}
+	for _, bad := range []string{
+		`[{"name": "a", "translations": {"German": {"label": "x"}}}]`,
+		`[{"name": "a", "type": "select", "options": ["x"], "translations": {"de": {"options": {"y": "Y"}}}}]`,
+		`[{"name": "a", "translations": {"de": {"lable": "x"}}}]`,
+	} {
+		if _, err := setup.Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse accepted %s", bad)
+		}
+	}
+}
