@@ -934,3 +934,42 @@ func TestWarnings(t *testing.T) {
 		}
 	}
 }
+
+// The pages' branding and the schools' default time zone: defaults, accepted forms, and a
+// refusal that names the variable for anything that would go into a page, a style sheet or the
+// CSP unchecked.
+func TestBrandingAndTimezone(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AppName != "Partner App" || c.AppLogoURL != "" || c.AppAccentColor != "" || c.SchoolTimezone.String() != "Europe/Vienna" {
+		t.Errorf("defaults: %q %q %q %v", c.AppName, c.AppLogoURL, c.AppAccentColor, c.SchoolTimezone)
+	}
+	c, err = config.Load(getenv(map[string]string{config.EnvAppName: "  Klassenbuch Plus ", config.EnvAppLogoURL: "https://cdn.partner.example/logo.svg",
+		config.EnvAppAccentColor: "#AA00cc", config.EnvSchoolTimezone: "Europe/Berlin"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AppName != "Klassenbuch Plus" || c.AppLogoURL != "https://cdn.partner.example/logo.svg" || c.AppAccentColor != "#aa00cc" || c.SchoolTimezone.String() != "Europe/Berlin" {
+		t.Errorf("values: %q %q %q %v", c.AppName, c.AppLogoURL, c.AppAccentColor, c.SchoolTimezone)
+	}
+	if c, err := config.Load(getenv(map[string]string{config.EnvAppLogoURL: "/static/logo.svg"})); err != nil || c.AppLogoURL != "/static/logo.svg" {
+		t.Errorf("a path on this server: %v", err)
+	}
+	for name, bad := range map[string][]string{
+		config.EnvAppName:        {strings.Repeat("x", 61), "two\nlines"},
+		config.EnvAppLogoURL:     {"http://cdn.example/logo.png", "//cdn.example/logo.png", "javascript:alert(1)", "https://user:pw@cdn.example/l.png", "https:///l.png", "/a b.png", "/\\evil"},
+		config.EnvAppAccentColor: {"red", "#fff", "#12345g", "#123456; background: url(x)", "0b6bcb"},
+		config.EnvSchoolTimezone: {"Mars/Olympus", "Local", "+01:00"},
+	} {
+		for _, v := range bad {
+			_, err := config.Load(getenv(map[string]string{name: v}))
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != name {
+				t.Errorf("%s=%q: %v, want an error naming it", name, v, err)
+			}
+		}
+	}
+}
