@@ -168,6 +168,15 @@ func TestSetupForm(t *testing.T) {
 		}
 		if home := teacher.get(e.app.srv.URL + "/"); home.status != http.StatusOK || !strings.Contains(home.body, "Hello,") {
 			t.Errorf("the teacher's home after the setup: %d\n%s", home.status, home.body)
+		} else if strings.Contains(home.body, `href="/setup"`) {
+			t.Error("a teacher's app page links to the setup")
+		}
+		// The admin lands on the app, which says the setup is done and links back to it.
+		home := admin.get(e.app.srv.URL + "/")
+		for _, want := range []string{"The setup is complete: your school&#39;s users can now use the app.", `<a class="button" href="/setup">Open the school&#39;s setup</a>`} {
+			if !strings.Contains(home.body, want) {
+				t.Errorf("the admin's app page after the setup has no %s:\n%s", want, home.body)
+			}
 		}
 	})
 
