@@ -115,15 +115,17 @@ func (t *splitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 type idleConn struct {
 	net.Conn
 	idle, wait time.Duration
-	lastRead   int64 // only the transport's read loop touches it
+	// lastRead is when a read last moved the read deadline; a write zeroes it, so that the
+	// first read of the next answer always moves it back from the write's longer one.
+	lastRead atomic.Int64
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		now := time.Now()
-		if now.UnixNano()-c.lastRead >= int64(min(time.Second, c.idle/8)) {
-			c.lastRead = now.UnixNano()
+		if now.UnixNano()-c.lastRead.Load() >= int64(min(time.Second, c.idle/8)) {
+			c.lastRead.Store(now.UnixNano())
 			_ = c.Conn.SetReadDeadline(now.Add(c.idle))
 		}
 	}
@@ -135,6 +137,7 @@ func (c *idleConn) Write(b []byte) (int, error) {
 	// answer may take UPSTREAM_TIMEOUT (the transport's ResponseHeaderTimeout says so first)
 	// before the idle rule applies again.
 	now := time.Now()
+	c.lastRead.Store(0)
 	_ = c.Conn.SetWriteDeadline(now.Add(c.idle))
 	if c.wait > 0 {
 		_ = c.Conn.SetReadDeadline(now.Add(c.wait + c.idle))

@@ -1,9 +1,11 @@
 package httpserver
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/platform"
@@ -42,6 +44,7 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 		s.schoolNotReady(w, r, sess)
 		return
 	}
+	s.learnSchoolName(ctx, sess)
 	id, err := s.identities.For(ctx, sess)
 	if err != nil {
 		s.setPageHeaders(w.Header())
@@ -49,6 +52,28 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.proxy.Serve(w, r, id)
+}
+
+// learnSchoolName looks the school's name up in the platform's OneRoster, in the background,
+// when it is not known yet: the built-in app learns it on its home page, which the gateway never
+// shows. Until it is known, X-Untis-School-Name is empty. A school whose name the platform does
+// not give is asked at most every 10 minutes.
+func (s *Server) learnSchoolName(ctx context.Context, sess *store.Session) {
+	if sess.TenantName != "" || s.platform == nil {
+		return
+	}
+	now := time.Now()
+	s.nameMu.Lock()
+	if s.nameAsked == nil {
+		s.nameAsked = map[string]time.Time{}
+	}
+	if last, ok := s.nameAsked[sess.TenantID]; ok && now.Sub(last) < 10*time.Minute {
+		s.nameMu.Unlock()
+		return
+	}
+	s.nameAsked[sess.TenantID] = now
+	s.nameMu.Unlock()
+	go s.schoolName(context.WithoutCancel(ctx), sess)
 }
 
 // apiRequest tells a script's request from a page the browser navigates to: a script's gets
@@ -138,6 +163,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the school is still being set up", http.StatusUnauthorized)
 		return
 	}
+	s.learnSchoolName(r.Context(), sess)
 	id, err := s.identities.For(r.Context(), sess)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "forward-auth: identity", "request_id", RequestID(r.Context()), "err", err)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,6 +91,8 @@ type Server struct {
 	jwks        http.Handler
 	proxy       *gateway.Proxy
 	landing     gateway.Landing
+	nameMu      sync.Mutex
+	nameAsked   map[string]time.Time // when each school's name was last looked up (learnSchoolName)
 
 	draining atomic.Bool // set once shutdown has begun: /readyz answers 503
 }

@@ -68,6 +68,11 @@ type signinOptions struct {
 	idle, maxAge time.Duration
 	// setupFields are the deployment's SETUP_FIELDS_FILE (nil: none).
 	setupFields setup.Fields
+	// deps, when set, completes each replica's dependencies (the gateway's tests add theirs);
+	// publicURL is the address every replica is reached at.
+	deps func(in *instance, publicURL string, d *httpserver.Deps)
+	// httpServer, when set, adjusts each replica's http.Server before it starts (timeouts).
+	httpServer func(*http.Server)
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -119,7 +124,11 @@ func (e *signinEnv) newInstance() *instance {
 	}
 	// The server's URL is known only once it listens; the handler is swapped in after.
 	var h http.Handler = http.NotFoundHandler()
-	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	in.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	if e.opts.httpServer != nil {
+		e.opts.httpServer(in.srv.Config)
+	}
+	in.srv.Start()
 	t.Cleanup(in.srv.Close)
 	publicURL := in.srv.URL
 	if e.app != nil {
@@ -141,11 +150,15 @@ func (e *signinEnv) newInstance() *instance {
 	}
 	in.onboard = onboard.New(st, in.platform, e.opts.setupFields, e.log, in.sso.Invalidate)
 	in.operators = operator.New(operator.Config{Store: st, Logger: e.log, Now: now, Hash: testHashParams})
-	h = httpserver.New(httpserver.Deps{
+	deps := httpserver.Deps{
 		Store: st, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: in.metrics,
 		Onboard: in.onboard, Webhooks: webhook.NewVerifier(webhookKey), Operators: in.operators,
 		EmbedMode: e.opts.embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: publicURL,
-	}).Handler()
+	}
+	if e.opts.deps != nil {
+		e.opts.deps(in, publicURL, &deps)
+	}
+	h = httpserver.New(deps).Handler()
 	return in
 }
 
