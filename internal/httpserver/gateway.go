@@ -153,14 +153,14 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 	sess, err := s.loadSession(r)
 	switch {
 	case errors.Is(err, session.ErrNoSession):
-		http.Error(w, "not signed in", http.StatusUnauthorized)
+		http.Error(w, "Not signed in: open this app from Untis.", http.StatusUnauthorized)
 		return
 	case err != nil:
 		s.log.ErrorContext(r.Context(), "forward-auth: load session", "request_id", RequestID(r.Context()), "err", err)
 		http.Error(w, "sign-in cannot be checked just now", http.StatusServiceUnavailable)
 		return
 	case sess.TenantState != store.StateActive:
-		http.Error(w, "the school is still being set up", http.StatusUnauthorized)
+		http.Error(w, "Your school is still being set up: open this app from Untis once it is.", http.StatusUnauthorized)
 		return
 	}
 	s.learnSchoolName(r.Context(), sess)
