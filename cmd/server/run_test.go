@@ -10,10 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +29,7 @@ import (
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/store"
+	"github.com/untis-partner/server/migrations"
 )
 
 // An RSA key is generated once per test binary: 2048-bit keygen is slow.
@@ -262,7 +266,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	if err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(env), nil, &migrateOut, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(migrateOut.String(), "schema version: 3") {
+	if !strings.Contains(migrateOut.String(), "schema version: "+strconv.Itoa(migrationVersions(t)[len(migrationVersions(t))-1])+"\n") {
 		t.Errorf("after serve, migrate version says %q", migrateOut.String())
 	}
 
@@ -540,6 +544,26 @@ func TestServeListenAddrInUse(t *testing.T) {
 	}
 }
 
+// migrationVersions lists the versions of the embedded migrations, in order.
+func migrationVersions(t *testing.T) []int {
+	t.Helper()
+	names, err := fs.Glob(migrations.FS, "*.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, name := range names {
+		num, _, _ := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			t.Fatalf("migration %s: %v", name, err)
+		}
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
 func TestMigrateCommands(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewEmptyDatabase(t)
@@ -548,6 +572,15 @@ func TestMigrateCommands(t *testing.T) {
 		present = 1
 		absent  = -1
 	)
+	// The embedded migrations: numbered, possibly with gaps (a number reserved by a branch not
+	// merged yet).
+	versions := migrationVersions(t)
+	n := len(versions)
+	if n < 2 {
+		t.Fatalf("migrations %v", versions)
+	}
+	ver := func(i int) string { return "schema version: " + strconv.Itoa(versions[i]) + "\n" }
+	latest, previous := ver(n-1), ver(n-2)
 	steps := []struct {
 		sql     string // run first, to set the scene
 		args    []string
@@ -557,14 +590,14 @@ func TestMigrateCommands(t *testing.T) {
 	}{
 		{args: []string{"migrate", "version"}, wantOut: "schema version: none", tables: absent},
 		{args: []string{"migrate", "down", "1"}, wantErr: "only 0 migration(s) are applied", tables: absent},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 3\n"},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n"}, // no change is no error
+		{args: []string{"migrate", "up"}, wantOut: latest, tables: present},
+		{args: []string{"migrate", "version"}, wantOut: latest},
+		{args: []string{"migrate", "up"}, wantOut: latest}, // no change is no error
 		// More steps than applied: refused before anything is rolled back.
-		{args: []string{"migrate", "down", "5"}, wantErr: "only 3 migration(s) are applied", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "down", "1"}, wantOut: "schema version: 2\n", tables: present},
-		{args: []string{"migrate", "down", "2"}, wantOut: "schema version: none", tables: absent},
+		{args: []string{"migrate", "down", strconv.Itoa(n + 2)}, wantErr: "only " + strconv.Itoa(n) + " migration(s) are applied", tables: present},
+		{args: []string{"migrate", "version"}, wantOut: latest, tables: present},
+		{args: []string{"migrate", "down", "1"}, wantOut: previous, tables: present},
+		{args: []string{"migrate", "down", strconv.Itoa(n - 1)}, wantOut: "schema version: none", tables: absent},
 		{args: []string{"migrate", "down", "x"}, wantErr: "positive number"},
 		{args: []string{"migrate", "down", "0"}, wantErr: "positive number"},
 		{args: []string{"migrate", "down", "-1"}, wantErr: "positive number"},
@@ -572,18 +605,18 @@ func TestMigrateCommands(t *testing.T) {
 		{args: []string{"migrate", "bogus"}, wantErr: "usage"},
 		{args: []string{"migrate", "up", "extra"}, wantErr: "usage"},
 		{args: []string{"migrate"}, wantErr: "usage"},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n", tables: present},
+		{args: []string{"migrate", "up"}, wantOut: latest, tables: present},
 		// A migration that failed half-way: the version says so, up refuses and names the way out.
 		{sql: `UPDATE schema_migrations SET dirty = true`, args: []string{"migrate", "version"}, wantOut: "migrate force"},
-		{args: []string{"migrate", "up"}, wantErr: "migrate force 3"},
+		{args: []string{"migrate", "up"}, wantErr: "migrate force " + strconv.Itoa(versions[n-1])},
 		{args: []string{"migrate", "force", "x"}, wantErr: "must be a migration number"},
 		{args: []string{"migrate", "force", "-1"}, wantErr: "must be a migration number"},
 		{args: []string{"migrate", "force", "99"}, wantErr: "there is no migration 99"},
 		{args: []string{"migrate", "force"}, wantErr: "usage"},
 		{args: []string{"migrate", "force", "1", "2"}, wantErr: "usage"},
-		{args: []string{"migrate", "force", "3"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "up"}, wantOut: "schema version: 3\n", tables: present},
-		{args: []string{"migrate", "version"}, wantOut: "schema version: 3\n"},
+		{args: []string{"migrate", "force", strconv.Itoa(versions[n-1])}, wantOut: latest, tables: present},
+		{args: []string{"migrate", "up"}, wantOut: latest, tables: present},
+		{args: []string{"migrate", "version"}, wantOut: latest},
 	}
 	for _, s := range steps {
 		if s.sql != "" {
@@ -627,7 +660,7 @@ func TestMigrateCommands(t *testing.T) {
 	var stdout bytes.Buffer
 	if err := run(context.Background(), []string{"migrate", "version"}, getenvFrom(map[string]string{"DATABASE_URL": keyword}), nil, &stdout, io.Discard); err != nil {
 		t.Errorf("migrate version with a keyword DATABASE_URL: %v", err)
-	} else if !strings.Contains(stdout.String(), "schema version: 3") {
+	} else if !strings.Contains(stdout.String(), latest) {
 		t.Errorf("migrate version with a keyword DATABASE_URL printed %q", stdout.String())
 	}
 
