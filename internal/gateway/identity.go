@@ -82,7 +82,6 @@ type cachedIdentity struct {
 	src     source
 	id      *Identity
 	renewAt time.Time // half of the assertion's lifetime
-	exp     time.Time
 }
 
 // Identity is one signed-in user's identity headers, encoded. It is immutable.
@@ -138,11 +137,10 @@ func (ids *Identities) For(ctx context.Context, sess *store.Session) (*Identity,
 		family: sess.User.FamilyName, email: sess.User.Email, school: sess.TenantName,
 		launch: sess.Launch, setup: setup,
 	}
-	key := string(sess.IDHash)
 	now := ids.now()
-	if key != "" {
+	if len(sess.IDHash) > 0 {
 		ids.mu.Lock()
-		c := ids.sessions[key]
+		c := ids.sessions[string(sess.IDHash)] // no allocation for the lookup
 		ids.mu.Unlock()
 		if c != nil && now.Before(c.renewAt) && c.src.same(&src) {
 			return c.id, nil
@@ -152,9 +150,9 @@ func (ids *Identities) For(ctx context.Context, sess *store.Session) (*Identity,
 	if err != nil {
 		return nil, err
 	}
-	if key != "" {
+	if len(sess.IDHash) > 0 {
 		renew := now.Add(id.Expires.Sub(now) / 2)
-		ids.remember(key, &cachedIdentity{src: src, id: id, renewAt: renew, exp: id.Expires}, now)
+		ids.remember(string(sess.IDHash), &cachedIdentity{src: src, id: id, renewAt: renew}, now)
 	}
 	return id, nil
 }
