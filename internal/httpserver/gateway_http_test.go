@@ -367,7 +367,11 @@ func TestGatewayAssertionVerifiesAndSurvivesARotation(t *testing.T) {
 	t.Parallel()
 	g := newGatewayEnv(t, gatewayOptions{})
 	base := g.app.srv.URL
-	tid := g.school(platformsim.TenantSpec{ID: "3501"}, store.StateActive)
+	tid := g.school(platformsim.TenantSpec{ID: "3501", Name: "Schule 3501"}, store.StateActive)
+	// The name known from the start: learning it changes the identity, which is signed again.
+	if err := g.store.SetTenantName(g.ctx(), tid, "Schule 3501"); err != nil {
+		t.Fatal(err)
+	}
 	b, _ := g.signIn(tid, g.user(tid, platformsim.RoleTeacher).SourcedID)
 	tok := decoded(t, g.up.last(t).Header)[gateway.HeaderIdentity]
 	issued := g.clock.Now()
