@@ -26,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/setup"
 )
@@ -52,6 +53,17 @@ const (
 	EnvLaunchLimitClient  = "LAUNCH_LIMIT_PER_CLIENT"
 	EnvLaunchLimitSchool  = "LAUNCH_LIMIT_PER_SCHOOL"
 	EnvSessionCacheTTL    = "SESSION_CACHE_TTL"
+
+	// The gateway (issue 13): the partner's app behind the sign-in.
+	EnvUpstreamURL         = "UPSTREAM_URL"
+	EnvGatewayPublicPaths  = "GATEWAY_PUBLIC_PATHS"
+	EnvGatewayMaxBody      = "GATEWAY_MAX_BODY"
+	EnvUpstreamTimeout     = "UPSTREAM_TIMEOUT"
+	EnvGatewayIdleTimeout  = "GATEWAY_IDLE_TIMEOUT"
+	EnvGatewayLandingPaths = "GATEWAY_LANDING_PATHS"
+	EnvIdentityJWTAudience = "IDENTITY_JWT_AUDIENCE"
+	EnvIdentityJWTTTL      = "IDENTITY_JWT_TTL"
+	EnvIdentityKeyRotation = "IDENTITY_KEY_ROTATION"
 )
 
 // Config is the validated configuration.
@@ -92,6 +104,19 @@ type Config struct {
 	// SessionCacheTTL is how long a session read from the database may answer later requests
 	// from memory (revoked on every replica through LISTEN/NOTIFY; 0 turns the cache off).
 	SessionCacheTTL time.Duration
+
+	// The gateway. UpstreamURL nil is the built-in app; forward-auth and the identity keys work
+	// in both modes.
+	UpstreamURL        *url.URL
+	PublicPaths        gateway.PathRules
+	GatewayMaxBody     int64         // 0: no limit
+	UpstreamTimeout    time.Duration // 0: no limit
+	GatewayIdleTimeout time.Duration // 0: no limit
+	LandingPaths       gateway.Landing
+	// IdentityAudience is the aud of X-Untis-Identity (default: PUBLIC_URL).
+	IdentityAudience    string
+	IdentityTTL         time.Duration
+	IdentityKeyRotation time.Duration
 
 	raw map[string]string // as given, for Describe
 }
@@ -276,6 +301,54 @@ var options = []option{
 	// anywhere (per school); README.md "Configuration" says why.
 	{name: EnvLaunchLimitClient, def: "1500", apply: limitOption(func(c *Config) *int { return &c.LaunchLimitPerClient })},
 	{name: EnvLaunchLimitSchool, def: "3000", apply: limitOption(func(c *Config) *int { return &c.LaunchLimitPerSchool })},
+	{name: EnvUpstreamURL, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := parseBaseURL(v)
+		c.UpstreamURL = u
+		return err
+	}},
+	{name: EnvGatewayPublicPaths, apply: func(c *Config, v string) error {
+		rules, err := gateway.ParsePathRules(v)
+		c.PublicPaths = rules
+		return err
+	}},
+	{name: EnvGatewayMaxBody, def: "32MiB", apply: func(c *Config, v string) error {
+		n, err := parseSize(v)
+		c.GatewayMaxBody = n
+		return err
+	}},
+	{name: EnvUpstreamTimeout, def: "30s", apply: durationLimitOption(func(c *Config) *time.Duration { return &c.UpstreamTimeout })},
+	{name: EnvGatewayIdleTimeout, def: "60s", apply: durationLimitOption(func(c *Config) *time.Duration { return &c.GatewayIdleTimeout })},
+	{name: EnvGatewayLandingPaths, apply: func(c *Config, v string) error {
+		l, err := gateway.ParseLanding(v)
+		c.LandingPaths = l
+		return err
+	}},
+	{name: EnvIdentityJWTAudience, apply: func(c *Config, v string) error {
+		if len(v) > 512 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return errors.New("must be a short string without control characters (usually the app's URL)")
+		}
+		c.IdentityAudience = v
+		return nil
+	}},
+	{name: EnvIdentityJWTTTL, def: "5m", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Second || d > 5*time.Minute {
+			return errors.New("must be a duration from 10s to 5m (the assertion is short-lived)")
+		}
+		c.IdentityTTL = d
+		return nil
+	}},
+	{name: EnvIdentityKeyRotation, def: "168h", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Hour {
+			return errors.New("must be a duration of at least 1h, such as 168h (a week)")
+		}
+		c.IdentityKeyRotation = d
+		return nil
+	}},
 }
 
 // Load reads every option through getenv (os.Getenv in production, a map in tests). Values that
@@ -303,8 +376,38 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.SessionMaxAge < c.SessionIdleTimeout {
 		return nil, &Error{Var: EnvSessionMaxAge, Msg: "must not be shorter than " + EnvSessionIdleTimeout}
 	}
+	if err := c.checkGateway(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
+
+// checkGateway checks the gateway settings against each other, and fills in the audience.
+func (c *Config) checkGateway() error {
+	if c.IdentityAudience == "" {
+		c.IdentityAudience = c.PublicURL.String()
+	}
+	if c.UpstreamURL == nil {
+		if c.PublicPaths.Len() > 0 {
+			return &Error{Var: EnvGatewayPublicPaths, Msg: "is set but " + EnvUpstreamURL + " is not (public paths are the app's, behind the gateway)"}
+		}
+		return nil
+	}
+	up := c.UpstreamURL
+	port := up.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[up.Scheme]
+	}
+	_, listenPort, _ := net.SplitHostPort(c.ListenAddr)
+	if strings.EqualFold(up.Host, c.PublicURL.Host) && up.Scheme == c.PublicURL.Scheme ||
+		isLoopbackHost(up.Hostname()) && port == listenPort {
+		return &Error{Var: EnvUpstreamURL, Msg: "is the server itself (" + EnvPublicURL + "); it must be the partner app's own address, such as http://127.0.0.1:3000"}
+	}
+	return nil
+}
+
+// Gateway reports whether the server runs in front of an app (UPSTREAM_URL is set).
+func (c *Config) Gateway() bool { return c.UpstreamURL != nil }
 
 // Require reports the first of the named variables that has no value.
 func (c *Config) Require(names ...string) error {
@@ -539,6 +642,18 @@ func durationOption(field func(*Config) *time.Duration) func(*Config, string) er
 	}
 }
 
+// durationLimitOption reads a duration that bounds something, where 0 turns the bound off.
+func durationLimitOption(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("must be a duration such as 30s or 2m (0 turns the limit off)")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
 // limitOption reads a rate limit: a whole number of requests, 0 for no limit.
 func limitOption(field func(*Config) *int) func(*Config, string) error {
 	return func(c *Config, v string) error {
@@ -549,6 +664,29 @@ func limitOption(field func(*Config) *int) func(*Config, string) error {
 		*field(c) = n
 		return nil
 	}
+}
+
+// parseSize reads a byte count: a whole number, optionally with B, KiB, MiB or GiB.
+func parseSize(v string) (int64, error) {
+	num := strings.TrimRight(v, "BKMGikbmg ")
+	unit := strings.TrimSpace(v[len(num):])
+	mult := int64(1)
+	switch strings.ToLower(unit) {
+	case "", "b":
+	case "kib":
+		mult = 1 << 10
+	case "mib":
+		mult = 1 << 20
+	case "gib":
+		mult = 1 << 30
+	default:
+		return 0, errors.New("must be a size such as 32MiB, 512KiB, 1GiB or a number of bytes (0 turns the limit off)")
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return 0, errors.New("must be a size such as 32MiB, 512KiB, 1GiB or a number of bytes (0 turns the limit off)")
+	}
+	return n * mult, nil
 }
 
 func splitList(v string) []string {

@@ -934,3 +934,109 @@ func TestWarnings(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewaySettings(t *testing.T) {
+	t.Parallel()
+	// Defaults: the built-in app, with forward-auth's identity settings.
+	c, err := config.Load(getenv(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Gateway() || c.UpstreamURL != nil || c.PublicPaths.Len() != 0 || c.LandingPaths.Len() != 0 ||
+		c.GatewayMaxBody != 32<<20 || c.UpstreamTimeout != 30*time.Second || c.GatewayIdleTimeout != time.Minute ||
+		c.IdentityAudience != "http://localhost:8080" || c.IdentityTTL != 5*time.Minute || c.IdentityKeyRotation != 168*time.Hour {
+		t.Errorf("gateway defaults: %+v", c)
+	}
+
+	c, err = config.Load(getenv(with(validEnv(t),
+		config.EnvPublicURL, "https://app.example.com",
+		config.EnvUpstreamURL, "http://127.0.0.1:3000/base/",
+		config.EnvGatewayPublicPaths, "/assets/, /health",
+		config.EnvGatewayMaxBody, "512KiB",
+		config.EnvUpstreamTimeout, "0",
+		config.EnvGatewayIdleTimeout, "5m",
+		config.EnvGatewayLandingPaths, "entry:lesson=/lessons, role:teacher=/t",
+		config.EnvIdentityJWTAudience, "urn:partner:app",
+		config.EnvIdentityJWTTTL, "2m",
+		config.EnvIdentityKeyRotation, "720h",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Gateway() || c.UpstreamURL.String() != "http://127.0.0.1:3000/base" || c.PublicPaths.Len() != 2 ||
+		c.GatewayMaxBody != 512<<10 || c.UpstreamTimeout != 0 || c.GatewayIdleTimeout != 5*time.Minute ||
+		c.LandingPaths.Len() != 2 || c.LandingPaths.Target("/", map[string]string{"lesson_id": "1"}, "teacher") != "/lessons" ||
+		c.IdentityAudience != "urn:partner:app" || c.IdentityTTL != 2*time.Minute || c.IdentityKeyRotation != 720*time.Hour {
+		t.Errorf("gateway settings: %+v", c)
+	}
+	for v, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "32MiB": 32 << 20, "1GiB": 1 << 30, "100B": 100, "2 mib": 2 << 20} {
+		c, err := config.Load(getenv(with(validEnv(t), config.EnvGatewayMaxBody, v)))
+		if err != nil || c.GatewayMaxBody != want {
+			t.Errorf("GATEWAY_MAX_BODY=%s: %v, %v", v, c, err)
+		}
+	}
+	d := c.Describe()
+	found := map[string]bool{}
+	for _, a := range d {
+		found[a.Key] = true
+	}
+	for _, name := range []string{config.EnvUpstreamURL, config.EnvGatewayPublicPaths, config.EnvGatewayMaxBody, config.EnvUpstreamTimeout,
+		config.EnvGatewayIdleTimeout, config.EnvGatewayLandingPaths, config.EnvIdentityJWTAudience, config.EnvIdentityJWTTTL, config.EnvIdentityKeyRotation} {
+		if !found[name] {
+			t.Errorf("Describe lacks %s", name)
+		}
+	}
+}
+
+func TestGatewaySettingErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	up := with(base, config.EnvUpstreamURL, "http://127.0.0.1:3000")
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"UPSTREAM_URL relative", with(base, config.EnvUpstreamURL, "/app"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL ftp", with(base, config.EnvUpstreamURL, "ftp://127.0.0.1:3000"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL with query", with(base, config.EnvUpstreamURL, "http://127.0.0.1:3000/?x=1"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL with user", with(base, config.EnvUpstreamURL, "http://u:p@127.0.0.1:3000"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL is PUBLIC_URL", with(base, config.EnvUpstreamURL, "http://localhost:8080"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL is the listener", with(base, config.EnvUpstreamURL, "http://127.0.0.1:8080", config.EnvPublicURL, "https://app.example.com"), config.EnvUpstreamURL},
+		{"public paths without UPSTREAM_URL", with(base, config.EnvGatewayPublicPaths, "/assets/"), config.EnvGatewayPublicPaths},
+		{"public path relative", with(up, config.EnvGatewayPublicPaths, "assets/"), config.EnvGatewayPublicPaths},
+		{"public path everything", with(up, config.EnvGatewayPublicPaths, "/"), config.EnvGatewayPublicPaths},
+		{"public path with ..", with(up, config.EnvGatewayPublicPaths, "/a/../b"), config.EnvGatewayPublicPaths},
+		{"public path reserved", with(up, config.EnvGatewayPublicPaths, "/launch"), config.EnvGatewayPublicPaths},
+		{"public path with ?", with(up, config.EnvGatewayPublicPaths, "/a?b"), config.EnvGatewayPublicPaths},
+		{"max body words", with(base, config.EnvGatewayMaxBody, "large"), config.EnvGatewayMaxBody},
+		{"max body negative", with(base, config.EnvGatewayMaxBody, "-1"), config.EnvGatewayMaxBody},
+		{"max body decimal unit", with(base, config.EnvGatewayMaxBody, "32MB"), config.EnvGatewayMaxBody},
+		{"max body fraction", with(base, config.EnvGatewayMaxBody, "1.5MiB"), config.EnvGatewayMaxBody},
+		{"max body huge", with(base, config.EnvGatewayMaxBody, "99999999GiB"), config.EnvGatewayMaxBody},
+		{"upstream timeout negative", with(base, config.EnvUpstreamTimeout, "-1s"), config.EnvUpstreamTimeout},
+		{"upstream timeout no unit", with(base, config.EnvUpstreamTimeout, "30"), config.EnvUpstreamTimeout},
+		{"idle timeout words", with(base, config.EnvGatewayIdleTimeout, "a minute"), config.EnvGatewayIdleTimeout},
+		{"landing without kind", with(base, config.EnvGatewayLandingPaths, "lesson=/l"), config.EnvGatewayLandingPaths},
+		{"landing unknown entry", with(base, config.EnvGatewayLandingPaths, "entry:timetable=/t"), config.EnvGatewayLandingPaths},
+		{"landing off-site", with(base, config.EnvGatewayLandingPaths, "role:teacher=https://evil.example/"), config.EnvGatewayLandingPaths},
+		{"landing reserved", with(base, config.EnvGatewayLandingPaths, "role:teacher=/admin"), config.EnvGatewayLandingPaths},
+		{"landing twice", with(base, config.EnvGatewayLandingPaths, "role:teacher=/a,role:teacher=/b"), config.EnvGatewayLandingPaths},
+		{"audience with a newline", with(base, config.EnvIdentityJWTAudience, "a\nb"), config.EnvIdentityJWTAudience},
+		{"TTL over 5m", with(base, config.EnvIdentityJWTTTL, "10m"), config.EnvIdentityJWTTTL},
+		{"TTL too short", with(base, config.EnvIdentityJWTTTL, "1s"), config.EnvIdentityJWTTTL},
+		{"TTL zero", with(base, config.EnvIdentityJWTTTL, "0"), config.EnvIdentityJWTTTL},
+		{"rotation too often", with(base, config.EnvIdentityKeyRotation, "10m"), config.EnvIdentityKeyRotation},
+		{"rotation words", with(base, config.EnvIdentityKeyRotation, "weekly"), config.EnvIdentityKeyRotation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(getenv(tt.env))
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Errorf("error %v, want one naming %s", err, tt.wantVar)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/untis-partner/server/internal/store"
 	"github.com/untis-partner/server/web"
@@ -48,9 +49,15 @@ type page struct {
 	Embed    bool
 }
 
+// handleStatic serves the server's static files, under /_untis/static/ (and /static/ outside
+// gateway mode, where that path is the app's).
 func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	http.StripPrefix("/static/", http.FileServerFS(web.Static())).ServeHTTP(w, r)
+	prefix := "/static/"
+	if strings.HasPrefix(r.URL.Path, "/_untis/static/") {
+		prefix = "/_untis/static/"
+	}
+	http.StripPrefix(prefix, http.FileServerFS(web.Static())).ServeHTTP(w, r)
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {

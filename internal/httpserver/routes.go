@@ -23,15 +23,25 @@ func (s *Server) Handler() http.Handler {
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.securityHeaders, limitBody(1<<20))
-		r.Get("/", s.handleHome)
-		r.Get("/launch", s.handleLaunch) // an entry point's launch, and the SSO callback
+		if s.proxy == nil {
+			// The built-in app. In gateway mode "/" and /static/ are the app's.
+			r.Get("/", s.handleHome)
+			r.Get("/static/*", s.handleStatic)
+		}
+		r.Get("/_untis/static/*", s.handleStatic) // the server's own files, in both modes
+		r.Get("/launch", s.handleLaunch)          // an entry point's launch, and the SSO callback
 		r.Get("/api/me", s.handleMe)
 		r.Get("/setup", s.handleSetup)
 		r.MethodFunc(http.MethodGet, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodPost, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodOptions, "/logout", s.handleLogout) // CORS preflight of WebUntis' call
-		r.Get("/static/*", s.handleStatic)
 	})
+
+	// The gateway's machine answers (no page headers): forward-auth for an ingress, any method;
+	// the public keys of the X-Untis-Identity assertion.
+	r.HandleFunc("/_untis/auth", s.handleForwardAuth)
+	r.Get("/.well-known/jwks.json", s.handleJWKS)
+	r.Get("/_untis/jwks.json", s.handleJWKS)
 
 	// Forms: a smaller body limit, no state-changing request from another site (besides each
 	// form's own CSRF token), and no parameter the database cannot store as text (400 first).
@@ -65,8 +75,13 @@ func (s *Server) Handler() http.Handler {
 	r.Post("/webhooks/credentials", s.handleWebhook)
 	r.Post("/webhooks/deactivation", s.handleWebhook)
 
-	// Error pages are pages too: they get the security headers.
-	r.NotFound(s.securityHeaders(http.HandlerFunc(s.handleNotFound)).ServeHTTP)
+	// Error pages are pages too: they get the security headers. In gateway mode every path
+	// not routed above is the app's (handleGateway keeps the server's trees, gateway.Reserved).
+	if s.proxy != nil {
+		r.NotFound(s.handleGateway)
+	} else {
+		r.NotFound(s.securityHeaders(http.HandlerFunc(s.handleNotFound)).ServeHTTP)
+	}
 	r.MethodNotAllowed(s.securityHeaders(http.HandlerFunc(s.handleMethodNotAllowed)).ServeHTTP)
 	return r
 }
