@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/untis-partner/server/internal/discovery"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/setup"
 	"github.com/untis-partner/server/internal/store"
@@ -230,6 +231,13 @@ func (s *Service) proofError(ctx context.Context, c Credentials, err error) erro
 			Message: "the platform refused the client id or the password for this school; it does not say which. " + fixEither,
 			Problems: map[string]string{FieldClientID: "check it: the platform refused it or the password",
 				FieldPassword: "check it: the platform refused it or the client id"}}
+	case errors.Is(err, discovery.ErrUntrusted) || errors.Is(err, discovery.ErrAuthMethodUnsupported):
+		// Not the pasted values, and not an outage: the school's OpenID configuration at the
+		// platform names a token endpoint off UNTIS_API_URL, or no client authentication the
+		// app can do, so the credentials were not sent anywhere.
+		return &ProofError{Err: err, Message: "the platform's sign-in configuration for this school names a token endpoint " +
+			"or client authentication this app does not use, so the credentials could not be checked and nothing was stored; " +
+			"the provider of this app must look at it"}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrRateLimited):
 		return &ProofError{Err: err, Message: "the platform asks us to slow down; try again in a minute"}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrBadRequest):
