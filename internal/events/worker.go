@@ -138,6 +138,10 @@ func (w *Worker) ChangeHandler() store.TenantChangeHandler {
 // Run delivers and sweeps until ctx ends. An attempt in flight when ctx ends is abandoned
 // unrecorded: the event is sent again later (at least once; the app dedupes on webhook-id).
 func (w *Worker) Run(ctx context.Context) {
+	if w.cfg.URL == nil {
+		w.log.InfoContext(ctx, "EVENTS_URL is unset: school lifecycle events are kept in the outbox for EVENTS_RETRY_FOR, not sent",
+			"retry_for", w.cfg.RetryFor)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { w.sweepLoop(ctx) })
 	if w.cfg.URL != nil {
