@@ -75,10 +75,8 @@ func eventsList(ctx context.Context, st *store.Store, cfg *config.Config, args [
 		return err
 	}
 	to := "not sent: EVENTS_URL is unset in this environment"
-	if cfg.EventsURL != nil {
-		u := *cfg.EventsURL
-		u.RawQuery = ""
-		to = "sent to " + u.String()
+	if t := eventsTarget(cfg); t != "" {
+		to = "sent to " + t
 	}
 	fmt.Fprintf(stdout, "events: %d pending, %d failed (%s)\n", c.Pending, c.Failed, to)
 	var list []store.OutboxEvent

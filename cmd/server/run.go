@@ -186,6 +186,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		HTTPS:           cfg.PublicURL.Scheme == "https",
 		Version:         version,
 		LaunchLimits:    httpserver.LaunchLimits{PerClient: cfg.LaunchLimitPerClient, PerSchool: cfg.LaunchLimitPerSchool},
+		EventsTarget:    eventsTarget(cfg),
 	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -212,6 +213,16 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// eventsTarget is EVENTS_URL as the console shows it: without its query, which may hold a token.
+func eventsTarget(cfg *config.Config) string {
+	if cfg.EventsURL == nil {
+		return ""
+	}
+	u := *cfg.EventsURL
+	u.RawQuery = ""
+	return u.String()
 }
 
 // sweepInterval is how often expired sign-in flows and sessions are deleted: a flow row lives at

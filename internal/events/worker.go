@@ -244,7 +244,10 @@ func (w *Worker) attempt(ctx context.Context, ev store.OutboxEvent, now time.Tim
 	}
 	deadline := ev.WindowStart.Add(w.cfg.RetryFor)
 	after := now.Add(elapsed)
-	attrs := []any{"event_id", ev.ID, "tenant_id", ev.TenantID, "type", ev.Type, "attempts", ev.Attempts + 1, "status", status, "reason", errText}
+	attrs := []any{"event_id", ev.ID, "tenant_id", ev.TenantID, "type", ev.Type, "attempts", ev.Attempts + 1, "reason", errText}
+	if status != 0 {
+		attrs = append(attrs, "status", status)
+	}
 	if !after.Before(deadline) {
 		w.m.gaveUp.Inc()
 		w.log.WarnContext(ctx, "event delivery failed for good: the retry window is over; the console and `server events retry` can send it again", attrs...)

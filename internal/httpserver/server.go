@@ -52,6 +52,9 @@ type Deps struct {
 	Now func() time.Time
 	// LaunchLimits bound the sign-ins that /launch starts (config.Config's LAUNCH_LIMIT_*).
 	LaunchLimits LaunchLimits
+	// EventsTarget is where the lifecycle events go, as the console shows it (EVENTS_URL without
+	// its query; "" when unset).
+	EventsTarget string
 }
 
 // Server holds the handlers' dependencies and the readiness state.
@@ -82,6 +85,7 @@ type Server struct {
 
 	now          func() time.Time
 	launchLimits launchLimiters
+	eventsTarget string
 
 	draining atomic.Bool // set once shutdown has begun: /readyz answers 503
 }
@@ -117,6 +121,7 @@ func New(d Deps) *Server {
 		https:           d.HTTPS,
 		pages:           web.Templates(),
 		now:             d.Now,
+		eventsTarget:    d.EventsTarget,
 	}
 	s.launchLimits = newLaunchLimiters(d.LaunchLimits, d.Now, d.Metrics)
 	s.httpm = newHTTPMetrics(d.Metrics)

@@ -73,6 +73,8 @@ type signinOptions struct {
 	trusted []netip.Prefix
 	// launchLimits are LAUNCH_LIMIT_PER_CLIENT and _PER_SCHOOL (zero: off).
 	launchLimits httpserver.LaunchLimits
+	// eventsTarget is EVENTS_URL as the console shows it ("" unset).
+	eventsTarget string
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -150,7 +152,7 @@ func (e *signinEnv) newInstance() *instance {
 		Store: st, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: in.metrics,
 		Onboard: in.onboard, Webhooks: webhook.NewVerifier(webhookKey), Operators: in.operators,
 		EmbedMode: e.opts.embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: publicURL,
-		Now: now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits,
+		Now: now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits, EventsTarget: e.opts.eventsTarget,
 	}).Handler()
 	return in
 }
