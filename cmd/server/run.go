@@ -14,6 +14,7 @@ import (
 
 	"github.com/untis-partner/server/internal/assertion"
 	"github.com/untis-partner/server/internal/config"
+	"github.com/untis-partner/server/internal/events"
 	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/httpserver"
 	"github.com/untis-partner/server/internal/metrics"
@@ -43,6 +44,8 @@ commands:
   activate ID           prove school ID's credentials (JSON on stdin) with the platform, then store them
   operator add EMAIL    create a console operator, or reset their password (read from stdin)
   operator unlock EMAIL lift the console's sign-in limits of an operator on every network
+  events list           lifecycle events for the partner's app that are pending or failed
+  events retry ID|--failed  send events again (an id from the list, or every failed one)
   healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
   version               print the build version
 
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return activate(ctx, args, getenv, stdin, stdout, stderr)
 	case "operator":
 		return operatorCmd(ctx, args, getenv, stdin, stdout)
+	case "events":
+		return eventsCmd(ctx, args, getenv, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "version":
@@ -164,13 +169,25 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	// while the server drains; it stops when serve returns. So does the sweeper of expired
 	// sign-in flows and sessions.
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	// The school lifecycle events for the partner's app: delivered to EVENTS_URL (when set) by
+	// every replica, woken by the same listener; the outbox is swept either way.
+	eventWorker, err := events.New(events.Config{
+		Store: st, URL: cfg.EventsURL, Secrets: cfg.EventsSecrets, Timeout: cfg.EventsTimeout,
+		RetryFor: cfg.EventsRetryFor, Keep: cfg.EventsRetention, Logger: log, Metrics: reg,
+		UserAgent: "untis-partner-server/" + version,
+	})
+	if err != nil {
+		stopBackground()
+		return err
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		platformClients.Listen(background, signIn.ChangeHandler(), sessions.ChangeHandler(), identities.ChangeHandler())
+		platformClients.Listen(background, signIn.ChangeHandler(), sessions.ChangeHandler(), identities.ChangeHandler(), eventWorker.ChangeHandler())
 	})
 	wg.Go(func() { signer.Run(background) })
 	wg.Go(func() { sessions.RunSweeper(background, sweepInterval) })
 	wg.Go(func() { signIn.RefreshKeys(background) })
+	wg.Go(func() { eventWorker.Run(background) })
 	defer func() {
 		stopBackground()
 		wg.Wait()
@@ -197,6 +214,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		JWKS:            signer,
 		Proxy:           proxy,
 		Landing:         cfg.LandingPaths,
+		EventsTarget:    eventsTarget(cfg),
 	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -223,6 +241,16 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// eventsTarget is EVENTS_URL as the console shows it: without its query, which may hold a token.
+func eventsTarget(cfg *config.Config) string {
+	if cfg.EventsURL == nil {
+		return ""
+	}
+	u := *cfg.EventsURL
+	u.RawQuery = ""
+	return u.String()
 }
 
 // sweepInterval is how often expired sign-in flows and sessions are deleted: a flow row lives at

@@ -26,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/untis-partner/server/internal/events"
 	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/setup"
@@ -64,6 +65,11 @@ const (
 	EnvIdentityJWTAudience = "IDENTITY_JWT_AUDIENCE"
 	EnvIdentityJWTTTL      = "IDENTITY_JWT_TTL"
 	EnvIdentityKeyRotation = "IDENTITY_KEY_ROTATION"
+	EnvEventsURL           = "EVENTS_URL"
+	EnvEventsSecret        = "EVENTS_SECRET"
+	EnvEventsTimeout       = "EVENTS_TIMEOUT"
+	EnvEventsRetryFor      = "EVENTS_RETRY_FOR"
+	EnvEventsRetention     = "EVENTS_RETENTION"
 )
 
 // Config is the validated configuration.
@@ -117,6 +123,16 @@ type Config struct {
 	IdentityAudience    string
 	IdentityTTL         time.Duration
 	IdentityKeyRotation time.Duration
+
+	// EventsURL is where the school lifecycle events go (nil: nowhere; they are kept for
+	// EventsRetryFor). EventsSecrets sign them (Standard Webhooks; required with EventsURL).
+	EventsURL     *url.URL
+	EventsSecrets []events.Secret
+	// EventsTimeout bounds one delivery attempt; EventsRetryFor is how long an event is retried
+	// before it is marked failed; EventsRetention how long delivered and failed events are kept.
+	EventsTimeout   time.Duration
+	EventsRetryFor  time.Duration
+	EventsRetention time.Duration
 
 	raw map[string]string // as given, for Describe
 }
@@ -349,6 +365,39 @@ var options = []option{
 		c.IdentityKeyRotation = d
 		return nil
 	}},
+	{name: EnvEventsURL, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := parseEventsURL(v)
+		c.EventsURL = u
+		return err
+	}, describe: func(c *Config) string {
+		// A receiver may take a token in its query: shown as present, never as its value.
+		u := *c.EventsURL
+		if u.RawQuery != "" {
+			u.RawQuery = "(query hidden)"
+		}
+		return u.String()
+	}},
+	{name: EnvEventsSecret, secret: true, fromFile: true, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		secrets, err := events.ParseSecrets(v)
+		c.EventsSecrets = secrets
+		return err
+	}},
+	{name: EnvEventsTimeout, def: "10s", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > 5*time.Minute {
+			return errors.New("must be a duration from 1s to 5m, such as 10s")
+		}
+		c.EventsTimeout = d
+		return nil
+	}},
+	{name: EnvEventsRetryFor, def: "72h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetryFor })},
+	{name: EnvEventsRetention, def: "720h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetention })},
 }
 
 // Load reads every option through getenv (os.Getenv in production, a map in tests). Values that
@@ -378,6 +427,10 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if err := c.checkGateway(); err != nil {
 		return nil, err
+	}
+	if c.EventsURL != nil && len(c.EventsSecrets) == 0 {
+		return nil, &Error{Var: EnvEventsSecret, Msg: "is required when " + EnvEventsURL + " is set (also accepted as " +
+			EnvEventsSecret + "_FILE): the events are signed with it; make one with: echo whsec_$(head -c 32 /dev/urandom | base64)"}
 	}
 	return c, nil
 }
@@ -547,6 +600,10 @@ func (c *Config) Warnings() []string {
 	if c.PublicURL.Scheme != "https" && !isLoopbackHost(c.PublicURL.Hostname()) {
 		w = append(w, EnvPublicURL+" is not https: browsers drop the server's Secure (__Host-) cookies on plain http, so sign-in will fail for users")
 	}
+	if c.EventsURL != nil && c.EventsURL.Scheme != "https" && !isLoopbackHost(c.EventsURL.Hostname()) {
+		w = append(w, EnvEventsURL+" is not https: the school events (names, setup answers) cross the network unencrypted; "+
+			"the signature proves where they come from, not who reads them")
+	}
 	return w
 }
 
@@ -628,6 +685,22 @@ func parseBaseURL(v string) (*url.URL, error) {
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
+	return u, nil
+}
+
+// parseEventsURL checks EVENTS_URL: an absolute http(s) URL of a DNS name or an IP, without user
+// info (a password there would be printed with the URL) or fragment; a path and a query are kept.
+func parseEventsURL(v string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return nil, errors.New("must be an absolute http:// or https:// URL, such as https://app.example.com/untis/events")
+	}
+	if u.User != nil || u.Fragment != "" {
+		return nil, errors.New("must not contain user info or a fragment (the events are signed with EVENTS_SECRET)")
+	}
+	if strings.Contains(u.Host, "*") || !validOriginHost(u) {
+		return nil, errors.New("has a host that is not a DNS name or an IP address")
+	}
 	return u, nil
 }
 

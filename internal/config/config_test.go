@@ -1040,3 +1040,89 @@ func TestGatewaySettingErrorsNameTheVariable(t *testing.T) {
 		})
 	}
 }
+
+// EVENTS_URL and EVENTS_SECRET: both or neither; a URL the events may go to; Standard Webhooks
+// secrets; every mistake names its variable and never quotes a secret.
+func TestEventsSettings(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	const secretA = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	secretB := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	const hooks = "https://app.example.com/untis/events?token=query-token-value"
+
+	c, err := config.Load(getenv(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EventsURL != nil || len(c.EventsSecrets) != 0 || c.EventsTimeout != 10*time.Second || c.EventsRetryFor != 72*time.Hour ||
+		c.EventsRetention != 720*time.Hour {
+		t.Errorf("defaults: %v %v %v %v %v", c.EventsURL, c.EventsSecrets, c.EventsTimeout, c.EventsRetryFor, c.EventsRetention)
+	}
+
+	c, err = config.Load(getenv(with(base, config.EnvEventsURL, hooks, config.EnvEventsSecret, secretA+" "+secretB,
+		config.EnvEventsTimeout, "3s", config.EnvEventsRetryFor, "24h", config.EnvEventsRetention, "168h")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EventsURL.String() != hooks || len(c.EventsSecrets) != 2 || c.EventsTimeout != 3*time.Second || c.EventsRetryFor != 24*time.Hour ||
+		c.EventsRetention != 168*time.Hour {
+		t.Errorf("set: %v %d %v %v %v", c.EventsURL, len(c.EventsSecrets), c.EventsTimeout, c.EventsRetryFor, c.EventsRetention)
+	}
+	for _, a := range c.Describe() {
+		assertNoSecrets(t, a.String(), "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", strings.TrimPrefix(secretB, "whsec_"), "query-token-value")
+		if a.Key == config.EnvEventsURL && a.Value.String() != "https://app.example.com/untis/events?(query hidden)" {
+			t.Errorf("Describe %s = %q", a.Key, a.Value)
+		}
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings %q", w)
+	}
+
+	file := filepath.Join(t.TempDir(), "events-secret")
+	if err := os.WriteFile(file, []byte(secretA+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := config.Load(getenv(with(base, config.EnvEventsURL, hooks, config.EnvEventsSecret+"_FILE", file))); err != nil || len(c.EventsSecrets) != 1 {
+		t.Errorf("EVENTS_SECRET_FILE: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"URL without a secret", with(base, config.EnvEventsURL, hooks), config.EnvEventsSecret},
+		{"not a URL", with(base, config.EnvEventsURL, "app.example.com/events", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"ftp", with(base, config.EnvEventsURL, "ftp://app.example.com/events", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"user info", with(base, config.EnvEventsURL, "https://u:"+dbPassword+"@app.example.com/", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"fragment", with(base, config.EnvEventsURL, "https://app.example.com/#x", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"wildcard host", with(base, config.EnvEventsURL, "https://*.example.com/", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"secret without prefix", with(base, config.EnvEventsSecret, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), config.EnvEventsSecret},
+		{"secret too short", with(base, config.EnvEventsSecret, "whsec_"+base64.StdEncoding.EncodeToString([]byte("short"))), config.EnvEventsSecret},
+		{"timeout zero", with(base, config.EnvEventsTimeout, "0s"), config.EnvEventsTimeout},
+		{"timeout too long", with(base, config.EnvEventsTimeout, "10m"), config.EnvEventsTimeout},
+		{"retry window zero", with(base, config.EnvEventsRetryFor, "0s"), config.EnvEventsRetryFor},
+		{"retention not a duration", with(base, config.EnvEventsRetention, "30 days"), config.EnvEventsRetention},
+	} {
+		_, err := config.Load(getenv(tc.env))
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Var != tc.wantVar {
+			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.wantVar)
+			continue
+		}
+		assertNoSecrets(t, err.Error(), dbPassword, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "query-token-value")
+	}
+
+	for u, warn := range map[string]bool{
+		"http://127.0.0.1:9090/events": false, "http://localhost/events": false, "https://app.example.com": false,
+		"http://app.example.com/events": true, "http://10.0.0.5/events": true,
+	} {
+		c, err := config.Load(getenv(with(base, config.EnvEventsURL, u, config.EnvEventsSecret, secretA)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := c.Warnings(); (len(w) == 1 && strings.Contains(w[0], config.EnvEventsURL)) != warn {
+			t.Errorf("EVENTS_URL=%s: warnings %q", u, w)
+		}
+	}
+}

@@ -43,6 +43,11 @@ type page struct {
 	Audit     []store.AuditEvent
 	Answers   []answer
 	NextAfter string
+	// The lifecycle events to the partner's app: the events page, a school's own, the count of
+	// failed ones the schools page warns about.
+	Events       *eventsView
+	SchoolEvents []store.OutboxEvent
+	FailedEvents int
 
 	// The "sign-in needs cookies" page: the launch to open again, and whether we are in an iFrame.
 	Relaunch string

@@ -64,6 +64,9 @@ type Deps struct {
 	JWKS       http.Handler
 	Proxy      *gateway.ProxyConfig
 	Landing    gateway.Landing
+	// EventsTarget is where the lifecycle events go, as the console shows it (EVENTS_URL without
+	// its query; "" when unset).
+	EventsTarget string
 }
 
 // Server holds the handlers' dependencies and the readiness state.
@@ -100,6 +103,7 @@ type Server struct {
 
 	now          func() time.Time
 	launchLimits launchLimiters
+	eventsTarget string
 
 	draining atomic.Bool // set once shutdown has begun: /readyz answers 503
 }
@@ -139,6 +143,7 @@ func New(d Deps) *Server {
 		identities:      d.Identities,
 		jwks:            d.JWKS,
 		landing:         d.Landing,
+		eventsTarget:    d.EventsTarget,
 	}
 	s.launchLimits = newLaunchLimiters(d.LaunchLimits, d.Now, d.Metrics)
 	s.httpm = newHTTPMetrics(d.Metrics)

@@ -83,6 +83,8 @@ type signinOptions struct {
 	deps func(in *instance, publicURL string, d *httpserver.Deps)
 	// httpServer, when set, adjusts each replica's http.Server before it starts (timeouts).
 	httpServer func(*http.Server)
+	// eventsTarget is EVENTS_URL as the console shows it ("" unset).
+	eventsTarget string
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -183,7 +185,7 @@ func (e *signinEnv) serve(in *instance, embed bool) {
 		Store: in.store, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: reg,
 		Onboard: in.onboard, Webhooks: webhook.NewVerifier(webhookKey), Operators: in.operators,
 		EmbedMode: embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: in.publicURL,
-		Now: in.now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits,
+		Now: in.now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits, EventsTarget: e.opts.eventsTarget,
 	}
 	if e.opts.deps != nil {
 		e.opts.deps(in, in.publicURL, &deps)
