@@ -79,7 +79,9 @@ func TestServeSendsLifecycleEventsToTheApp(t *testing.T) {
 		"UNTIS_API_URL": simSrv.URL, "EVENTS_URL": app.srv.URL + "/untis/events", "EVENTS_SECRET": eventsTestSecret,
 	})
 	sim.SetPartnerURL(srv.base)
-	for _, send := range []func() (*platformsim.WebhookResult, error){
+	// Each change is awaited at the app before the next: a deletion takes the school's events
+	// that were not sent yet along (they may hold its personal data).
+	for i, send := range []func() (*platformsim.WebhookResult, error){
 		func() (*platformsim.WebhookResult, error) { return sim.Activate(ctx, "5301") },
 		func() (*platformsim.WebhookResult, error) { return sim.Reset(ctx, "5301") },
 		func() (*platformsim.WebhookResult, error) { return sim.Deactivate(ctx, "5301", true) },
@@ -88,8 +90,8 @@ func TestServeSendsLifecycleEventsToTheApp(t *testing.T) {
 		if err != nil || res.Status != http.StatusOK {
 			t.Fatalf("webhook: %+v, %v", res, err)
 		}
+		waitFor(t, fmt.Sprintf("event %d at the app", i+1), func() bool { return len(app.got()) == i+1 })
 	}
-	waitFor(t, "three events at the app", func() bool { return len(app.got()) == 3 })
 	got := app.got()
 	for i, want := range []string{"school.activated", "school.credentials_reset", "school.deleted"} {
 		data, _ := got[i]["data"].(map[string]any)
