@@ -12,7 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/untis-partner/server/internal/assertion"
 	"github.com/untis-partner/server/internal/config"
+	"github.com/untis-partner/server/internal/events"
+	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/httpserver"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/onboard"
@@ -36,10 +39,13 @@ commands:
   migrate version       print the schema version
   migrate force V       record version V without running anything (after repairing a failed migration)
   rotate-keys           re-encrypt every stored secret under the active ENCRYPTION_KEYS key
+  rotate-identity-key   add a new signing key for X-Untis-Identity now (the old one stays published)
   check-tenant ID       fetch a token with school ID's stored credentials and read it from OneRoster
   activate ID           prove school ID's credentials (JSON on stdin) with the platform, then store them
   operator add EMAIL    create a console operator, or reset their password (read from stdin)
   operator unlock EMAIL lift the console's sign-in limits of an operator on every network
+  events list           lifecycle events for the partner's app that are pending or failed
+  events retry ID|--failed  send events again (an id from the list, or every failed one)
   healthcheck           exit 0 when the server on LISTEN_ADDR answers /healthz (for HEALTHCHECK)
   version               print the build version
 
@@ -62,12 +68,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return migrateCmd(ctx, args, getenv, stdout)
 	case "rotate-keys":
 		return rotateKeys(ctx, getenv, stdout)
+	case "rotate-identity-key":
+		return rotateIdentityKey(ctx, getenv, stdout)
 	case "check-tenant":
 		return checkTenant(ctx, args, getenv, stdout, stderr)
 	case "activate":
 		return activate(ctx, args, getenv, stdin, stdout, stderr)
 	case "operator":
 		return operatorCmd(ctx, args, getenv, stdin, stdout)
+	case "events":
+		return eventsCmd(ctx, args, getenv, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "version":
@@ -138,17 +148,46 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		Store: st, Embed: cfg.EmbedMode, IdleTimeout: cfg.SessionIdleTimeout, MaxAge: cfg.SessionMaxAge, Logger: log,
 		CacheTTL: cfg.SessionCacheTTL, Metrics: reg,
 	})
+	// The identity the gateway and forward-auth give the app, with its signed assertion; the
+	// signing keys are shared by every replica (in the store) and rotate on their own.
+	signer, err := newSigner(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	identities := gateway.NewIdentities(gateway.IdentitiesConfig{Signer: signer, Setup: st, Logger: log})
+	var proxy *gateway.ProxyConfig
+	if cfg.Gateway() {
+		proxy = &gateway.ProxyConfig{
+			Upstream: cfg.UpstreamURL, PublicURL: cfg.PublicURL, Public: cfg.PublicPaths, MaxBody: cfg.GatewayMaxBody,
+			UpstreamTimeout: cfg.UpstreamTimeout, IdleTimeout: cfg.GatewayIdleTimeout,
+		}
+		log.Info("gateway mode: every path the server does not reserve goes to the app",
+			"upstream", cfg.UpstreamURL.String(), "public_paths", cfg.PublicPaths.Len())
+	}
 	// Credential changes made by any replica drop this replica's cached tokens and discovery at
 	// once. The listener outlives ctx (cancelled at the first signal) so that it keeps working
 	// while the server drains; it stops when serve returns. So does the sweeper of expired
 	// sign-in flows and sessions.
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	// The school lifecycle events for the partner's app: delivered to EVENTS_URL (when set) by
+	// every replica, woken by the same listener; the outbox is swept either way.
+	eventWorker, err := events.New(events.Config{
+		Store: st, URL: cfg.EventsURL, Secrets: cfg.EventsSecrets, Timeout: cfg.EventsTimeout,
+		RetryFor: cfg.EventsRetryFor, Keep: cfg.EventsRetention, Logger: log, Metrics: reg,
+		UserAgent: "untis-partner-server/" + version,
+	})
+	if err != nil {
+		stopBackground()
+		return err
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		platformClients.Listen(background, signIn.ChangeHandler(), sessions.ChangeHandler())
+		platformClients.Listen(background, signIn.ChangeHandler(), sessions.ChangeHandler(), identities.ChangeHandler(), eventWorker.ChangeHandler())
 	})
+	wg.Go(func() { signer.Run(background) })
 	wg.Go(func() { sessions.RunSweeper(background, sweepInterval) })
 	wg.Go(func() { signIn.RefreshKeys(background) })
+	wg.Go(func() { eventWorker.Run(background) })
 	defer func() {
 		stopBackground()
 		wg.Wait()
@@ -173,6 +212,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		LaunchLimits:    httpserver.LaunchLimits{PerClient: cfg.LaunchLimitPerClient, PerSchool: cfg.LaunchLimitPerSchool},
 		Brand:           httpserver.Branding{Name: cfg.AppName, LogoURL: cfg.AppLogoURL, Accent: cfg.AppAccentColor},
 		SchoolZone:      cfg.SchoolTimezone,
+		Identities:      identities,
+		JWKS:            signer,
+		Proxy:           proxy,
+		Landing:         cfg.LandingPaths,
+		EventsTarget:    eventsTarget(cfg),
 	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -199,6 +243,16 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// eventsTarget is EVENTS_URL as the console shows it: without its query, which may hold a token.
+func eventsTarget(cfg *config.Config) string {
+	if cfg.EventsURL == nil {
+		return ""
+	}
+	u := *cfg.EventsURL
+	u.RawQuery = ""
+	return u.String()
 }
 
 // sweepInterval is how often expired sign-in flows and sessions are deleted: a flow row lives at
@@ -299,6 +353,38 @@ func rotateKeys(ctx context.Context, getenv func(string) string, stdout io.Write
 		return fmt.Errorf("rotate-keys: %d values could not be opened with the configured keys; keep their old key in ENCRYPTION_KEYS and rerun", n)
 	}
 	fmt.Fprintln(stdout, "done: every stored secret is under the active key; older keys may now be removed from ENCRYPTION_KEYS")
+	return nil
+}
+
+// newSigner reads (or creates) the identity assertion's signing keys.
+func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) (*assertion.Signer, error) {
+	return assertion.New(ctx, assertion.Config{
+		Store: st, Issuer: cfg.PublicURL.String(), Audience: cfg.IdentityAudience,
+		TTL: cfg.IdentityTTL, RotateEvery: cfg.IdentityKeyRotation, Logger: log,
+	})
+}
+
+// rotateIdentityKey adds a new signing key for X-Untis-Identity at once (after a suspected
+// leak, or to try rotation). Running servers publish it at their next refresh and sign with it
+// from the time printed; the old key stays published until the assertions it signed expired.
+func rotateIdentityKey(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, st, err := openSecretStore(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	signer, err := newSigner(ctx, cfg, st, nil)
+	if err != nil {
+		return fmt.Errorf("rotate-identity-key: %w (has the server run its migrations?)", err)
+	}
+	old := signer.KeyID()
+	kid, from, err := signer.Rotate(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate-identity-key: %w", err)
+	}
+	fmt.Fprintf(stdout, "new identity key %s: published in the JWKS now, signs from %s (in %s, once every replica has read it)\n",
+		kid, from.UTC().Format(time.RFC3339), time.Until(from).Round(time.Second))
+	fmt.Fprintf(stdout, "the previous key %s stays published until the assertions it signed have expired\n", old)
 	return nil
 }
 

@@ -29,6 +29,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/untis-partner/server/internal/events"
+	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/setup"
 )
@@ -59,6 +61,22 @@ const (
 	EnvAppLogoURL         = "APP_LOGO_URL"
 	EnvAppAccentColor     = "APP_ACCENT_COLOR"
 	EnvSchoolTimezone     = "SCHOOL_TIMEZONE"
+
+	// The gateway (issue 13): the partner's app behind the sign-in.
+	EnvUpstreamURL         = "UPSTREAM_URL"
+	EnvGatewayPublicPaths  = "GATEWAY_PUBLIC_PATHS"
+	EnvGatewayMaxBody      = "GATEWAY_MAX_BODY"
+	EnvUpstreamTimeout     = "UPSTREAM_TIMEOUT"
+	EnvGatewayIdleTimeout  = "GATEWAY_IDLE_TIMEOUT"
+	EnvGatewayLandingPaths = "GATEWAY_LANDING_PATHS"
+	EnvIdentityJWTAudience = "IDENTITY_JWT_AUDIENCE"
+	EnvIdentityJWTTTL      = "IDENTITY_JWT_TTL"
+	EnvIdentityKeyRotation = "IDENTITY_KEY_ROTATION"
+	EnvEventsURL           = "EVENTS_URL"
+	EnvEventsSecret        = "EVENTS_SECRET"
+	EnvEventsTimeout       = "EVENTS_TIMEOUT"
+	EnvEventsRetryFor      = "EVENTS_RETRY_FOR"
+	EnvEventsRetention     = "EVENTS_RETENTION"
 )
 
 // Config is the validated configuration.
@@ -109,6 +127,28 @@ type Config struct {
 	// SchoolTimezone is the time zone of a school whose country names none (the credentials
 	// webhook's "country" picks the zone otherwise: AT Europe/Vienna, DE Europe/Berlin, ...).
 	SchoolTimezone *time.Location
+	// The gateway. UpstreamURL nil is the built-in app; forward-auth and the identity keys work
+	// in both modes.
+	UpstreamURL        *url.URL
+	PublicPaths        gateway.PathRules
+	GatewayMaxBody     int64         // 0: no limit
+	UpstreamTimeout    time.Duration // 0: no limit
+	GatewayIdleTimeout time.Duration // 0: no limit
+	LandingPaths       gateway.Landing
+	// IdentityAudience is the aud of X-Untis-Identity (default: PUBLIC_URL).
+	IdentityAudience    string
+	IdentityTTL         time.Duration
+	IdentityKeyRotation time.Duration
+
+	// EventsURL is where the school lifecycle events go (nil: nowhere; they are kept for
+	// EventsRetryFor). EventsSecrets sign them (Standard Webhooks; required with EventsURL).
+	EventsURL     *url.URL
+	EventsSecrets []events.Secret
+	// EventsTimeout bounds one delivery attempt; EventsRetryFor is how long an event is retried
+	// before it is marked failed; EventsRetention how long delivered and failed events are kept.
+	EventsTimeout   time.Duration
+	EventsRetryFor  time.Duration
+	EventsRetention time.Duration
 
 	raw map[string]string // as given, for Describe
 }
@@ -329,6 +369,87 @@ var options = []option{
 		c.SchoolTimezone = loc
 		return nil
 	}},
+	{name: EnvUpstreamURL, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := parseBaseURL(v)
+		c.UpstreamURL = u
+		return err
+	}},
+	{name: EnvGatewayPublicPaths, apply: func(c *Config, v string) error {
+		rules, err := gateway.ParsePathRules(v)
+		c.PublicPaths = rules
+		return err
+	}},
+	{name: EnvGatewayMaxBody, def: "32MiB", apply: func(c *Config, v string) error {
+		n, err := parseSize(v)
+		c.GatewayMaxBody = n
+		return err
+	}},
+	{name: EnvUpstreamTimeout, def: "30s", apply: durationLimitOption(func(c *Config) *time.Duration { return &c.UpstreamTimeout })},
+	{name: EnvGatewayIdleTimeout, def: "60s", apply: durationLimitOption(func(c *Config) *time.Duration { return &c.GatewayIdleTimeout })},
+	{name: EnvGatewayLandingPaths, apply: func(c *Config, v string) error {
+		l, err := gateway.ParseLanding(v)
+		c.LandingPaths = l
+		return err
+	}},
+	{name: EnvIdentityJWTAudience, apply: func(c *Config, v string) error {
+		if len(v) > 512 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return errors.New("must be a short string without control characters (usually the app's URL)")
+		}
+		c.IdentityAudience = v
+		return nil
+	}},
+	{name: EnvIdentityJWTTTL, def: "5m", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Second || d > 5*time.Minute {
+			return errors.New("must be a duration from 10s to 5m (the assertion is short-lived)")
+		}
+		c.IdentityTTL = d
+		return nil
+	}},
+	{name: EnvIdentityKeyRotation, def: "168h", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Hour {
+			return errors.New("must be a duration of at least 1h, such as 168h (a week)")
+		}
+		c.IdentityKeyRotation = d
+		return nil
+	}},
+	{name: EnvEventsURL, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := parseEventsURL(v)
+		c.EventsURL = u
+		return err
+	}, describe: func(c *Config) string {
+		// A receiver may take a token in its query: shown as present, never as its value.
+		u := *c.EventsURL
+		if u.RawQuery != "" {
+			u.RawQuery = "(query hidden)"
+		}
+		return u.String()
+	}},
+	{name: EnvEventsSecret, secret: true, fromFile: true, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		secrets, err := events.ParseSecrets(v)
+		c.EventsSecrets = secrets
+		return err
+	}},
+	{name: EnvEventsTimeout, def: "10s", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > 5*time.Minute {
+			return errors.New("must be a duration from 1s to 5m, such as 10s")
+		}
+		c.EventsTimeout = d
+		return nil
+	}},
+	{name: EnvEventsRetryFor, def: "72h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetryFor })},
+	{name: EnvEventsRetention, def: "720h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetention })},
 }
 
 // accentColor is APP_ACCENT_COLOR's form: the value goes into a style sheet, so nothing else
@@ -374,8 +495,42 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.SessionMaxAge < c.SessionIdleTimeout {
 		return nil, &Error{Var: EnvSessionMaxAge, Msg: "must not be shorter than " + EnvSessionIdleTimeout}
 	}
+	if err := c.checkGateway(); err != nil {
+		return nil, err
+	}
+	if c.EventsURL != nil && len(c.EventsSecrets) == 0 {
+		return nil, &Error{Var: EnvEventsSecret, Msg: "is required when " + EnvEventsURL + " is set (also accepted as " +
+			EnvEventsSecret + "_FILE): the events are signed with it; make one with: echo whsec_$(head -c 32 /dev/urandom | base64)"}
+	}
 	return c, nil
 }
+
+// checkGateway checks the gateway settings against each other, and fills in the audience.
+func (c *Config) checkGateway() error {
+	if c.IdentityAudience == "" {
+		c.IdentityAudience = c.PublicURL.String()
+	}
+	if c.UpstreamURL == nil {
+		if c.PublicPaths.Len() > 0 {
+			return &Error{Var: EnvGatewayPublicPaths, Msg: "is set but " + EnvUpstreamURL + " is not (public paths are the app's, behind the gateway)"}
+		}
+		return nil
+	}
+	up := c.UpstreamURL
+	port := up.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[up.Scheme]
+	}
+	_, listenPort, _ := net.SplitHostPort(c.ListenAddr)
+	if strings.EqualFold(up.Host, c.PublicURL.Host) && up.Scheme == c.PublicURL.Scheme ||
+		isLoopbackHost(up.Hostname()) && port == listenPort {
+		return &Error{Var: EnvUpstreamURL, Msg: "is the server itself (" + EnvPublicURL + "); it must be the partner app's own address, such as http://127.0.0.1:3000"}
+	}
+	return nil
+}
+
+// Gateway reports whether the server runs in front of an app (UPSTREAM_URL is set).
+func (c *Config) Gateway() bool { return c.UpstreamURL != nil }
 
 // Require reports the first of the named variables that has no value.
 func (c *Config) Require(names ...string) error {
@@ -515,6 +670,10 @@ func (c *Config) Warnings() []string {
 	if c.PublicURL.Scheme != "https" && !isLoopbackHost(c.PublicURL.Hostname()) {
 		w = append(w, EnvPublicURL+" is not https: browsers drop the server's Secure (__Host-) cookies on plain http, so sign-in will fail for users")
 	}
+	if c.EventsURL != nil && c.EventsURL.Scheme != "https" && !isLoopbackHost(c.EventsURL.Hostname()) {
+		w = append(w, EnvEventsURL+" is not https: the school events (names, setup answers) cross the network unencrypted; "+
+			"the signature proves where they come from, not who reads them")
+	}
 	return w
 }
 
@@ -599,11 +758,39 @@ func parseBaseURL(v string) (*url.URL, error) {
 	return u, nil
 }
 
+// parseEventsURL checks EVENTS_URL: an absolute http(s) URL of a DNS name or an IP, without user
+// info (a password there would be printed with the URL) or fragment; a path and a query are kept.
+func parseEventsURL(v string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return nil, errors.New("must be an absolute http:// or https:// URL, such as https://app.example.com/untis/events")
+	}
+	if u.User != nil || u.Fragment != "" {
+		return nil, errors.New("must not contain user info or a fragment (the events are signed with EVENTS_SECRET)")
+	}
+	if strings.Contains(u.Host, "*") || !validOriginHost(u) {
+		return nil, errors.New("has a host that is not a DNS name or an IP address")
+	}
+	return u, nil
+}
+
 func durationOption(field func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return errors.New("must be a positive duration such as 30s, 15m or 2h")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+// durationLimitOption reads a duration that bounds something, where 0 turns the bound off.
+func durationLimitOption(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("must be a duration such as 30s or 2m (0 turns the limit off)")
 		}
 		*field(c) = d
 		return nil
@@ -620,6 +807,29 @@ func limitOption(field func(*Config) *int) func(*Config, string) error {
 		*field(c) = n
 		return nil
 	}
+}
+
+// parseSize reads a byte count: a whole number, optionally with B, KiB, MiB or GiB.
+func parseSize(v string) (int64, error) {
+	num := strings.TrimRight(v, "BKMGikbmg ")
+	unit := strings.TrimSpace(v[len(num):])
+	mult := int64(1)
+	switch strings.ToLower(unit) {
+	case "", "b":
+	case "kib":
+		mult = 1 << 10
+	case "mib":
+		mult = 1 << 20
+	case "gib":
+		mult = 1 << 30
+	default:
+		return 0, errors.New("must be a size such as 32MiB, 512KiB, 1GiB or a number of bytes (0 turns the limit off)")
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return 0, errors.New("must be a size such as 32MiB, 512KiB, 1GiB or a number of bytes (0 turns the limit off)")
+	}
+	return n * mult, nil
 }
 
 func splitList(v string) []string {

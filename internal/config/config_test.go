@@ -973,3 +973,195 @@ func TestBrandingAndTimezone(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewaySettings(t *testing.T) {
+	t.Parallel()
+	// Defaults: the built-in app, with forward-auth's identity settings.
+	c, err := config.Load(getenv(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Gateway() || c.UpstreamURL != nil || c.PublicPaths.Len() != 0 || c.LandingPaths.Len() != 0 ||
+		c.GatewayMaxBody != 32<<20 || c.UpstreamTimeout != 30*time.Second || c.GatewayIdleTimeout != time.Minute ||
+		c.IdentityAudience != "http://localhost:8080" || c.IdentityTTL != 5*time.Minute || c.IdentityKeyRotation != 168*time.Hour {
+		t.Errorf("gateway defaults: %+v", c)
+	}
+
+	c, err = config.Load(getenv(with(validEnv(t),
+		config.EnvPublicURL, "https://app.example.com",
+		config.EnvUpstreamURL, "http://127.0.0.1:3000/base/",
+		config.EnvGatewayPublicPaths, "/assets/, /health",
+		config.EnvGatewayMaxBody, "512KiB",
+		config.EnvUpstreamTimeout, "0",
+		config.EnvGatewayIdleTimeout, "5m",
+		config.EnvGatewayLandingPaths, "entry:lesson=/lessons, role:teacher=/t",
+		config.EnvIdentityJWTAudience, "urn:partner:app",
+		config.EnvIdentityJWTTTL, "2m",
+		config.EnvIdentityKeyRotation, "720h",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Gateway() || c.UpstreamURL.String() != "http://127.0.0.1:3000/base" || c.PublicPaths.Len() != 2 ||
+		c.GatewayMaxBody != 512<<10 || c.UpstreamTimeout != 0 || c.GatewayIdleTimeout != 5*time.Minute ||
+		c.LandingPaths.Len() != 2 || c.LandingPaths.Target("/", map[string]string{"lesson_id": "1"}, "teacher") != "/lessons" ||
+		c.IdentityAudience != "urn:partner:app" || c.IdentityTTL != 2*time.Minute || c.IdentityKeyRotation != 720*time.Hour {
+		t.Errorf("gateway settings: %+v", c)
+	}
+	for v, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "32MiB": 32 << 20, "1GiB": 1 << 30, "100B": 100, "2 mib": 2 << 20} {
+		c, err := config.Load(getenv(with(validEnv(t), config.EnvGatewayMaxBody, v)))
+		if err != nil || c.GatewayMaxBody != want {
+			t.Errorf("GATEWAY_MAX_BODY=%s: %v, %v", v, c, err)
+		}
+	}
+	d := c.Describe()
+	found := map[string]bool{}
+	for _, a := range d {
+		found[a.Key] = true
+	}
+	for _, name := range []string{config.EnvUpstreamURL, config.EnvGatewayPublicPaths, config.EnvGatewayMaxBody, config.EnvUpstreamTimeout,
+		config.EnvGatewayIdleTimeout, config.EnvGatewayLandingPaths, config.EnvIdentityJWTAudience, config.EnvIdentityJWTTTL, config.EnvIdentityKeyRotation} {
+		if !found[name] {
+			t.Errorf("Describe lacks %s", name)
+		}
+	}
+}
+
+func TestGatewaySettingErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	up := with(base, config.EnvUpstreamURL, "http://127.0.0.1:3000")
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"UPSTREAM_URL relative", with(base, config.EnvUpstreamURL, "/app"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL ftp", with(base, config.EnvUpstreamURL, "ftp://127.0.0.1:3000"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL with query", with(base, config.EnvUpstreamURL, "http://127.0.0.1:3000/?x=1"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL with user", with(base, config.EnvUpstreamURL, "http://u:p@127.0.0.1:3000"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL is PUBLIC_URL", with(base, config.EnvUpstreamURL, "http://localhost:8080"), config.EnvUpstreamURL},
+		{"UPSTREAM_URL is the listener", with(base, config.EnvUpstreamURL, "http://127.0.0.1:8080", config.EnvPublicURL, "https://app.example.com"), config.EnvUpstreamURL},
+		{"public paths without UPSTREAM_URL", with(base, config.EnvGatewayPublicPaths, "/assets/"), config.EnvGatewayPublicPaths},
+		{"public path relative", with(up, config.EnvGatewayPublicPaths, "assets/"), config.EnvGatewayPublicPaths},
+		{"public path everything", with(up, config.EnvGatewayPublicPaths, "/"), config.EnvGatewayPublicPaths},
+		{"public path with ..", with(up, config.EnvGatewayPublicPaths, "/a/../b"), config.EnvGatewayPublicPaths},
+		{"public path reserved", with(up, config.EnvGatewayPublicPaths, "/launch"), config.EnvGatewayPublicPaths},
+		{"public path with ?", with(up, config.EnvGatewayPublicPaths, "/a?b"), config.EnvGatewayPublicPaths},
+		{"max body words", with(base, config.EnvGatewayMaxBody, "large"), config.EnvGatewayMaxBody},
+		{"max body negative", with(base, config.EnvGatewayMaxBody, "-1"), config.EnvGatewayMaxBody},
+		{"max body decimal unit", with(base, config.EnvGatewayMaxBody, "32MB"), config.EnvGatewayMaxBody},
+		{"max body fraction", with(base, config.EnvGatewayMaxBody, "1.5MiB"), config.EnvGatewayMaxBody},
+		{"max body huge", with(base, config.EnvGatewayMaxBody, "99999999GiB"), config.EnvGatewayMaxBody},
+		{"upstream timeout negative", with(base, config.EnvUpstreamTimeout, "-1s"), config.EnvUpstreamTimeout},
+		{"upstream timeout no unit", with(base, config.EnvUpstreamTimeout, "30"), config.EnvUpstreamTimeout},
+		{"idle timeout words", with(base, config.EnvGatewayIdleTimeout, "a minute"), config.EnvGatewayIdleTimeout},
+		{"landing without kind", with(base, config.EnvGatewayLandingPaths, "lesson=/l"), config.EnvGatewayLandingPaths},
+		{"landing unknown entry", with(base, config.EnvGatewayLandingPaths, "entry:timetable=/t"), config.EnvGatewayLandingPaths},
+		{"landing off-site", with(base, config.EnvGatewayLandingPaths, "role:teacher=https://evil.example/"), config.EnvGatewayLandingPaths},
+		{"landing reserved", with(base, config.EnvGatewayLandingPaths, "role:teacher=/admin"), config.EnvGatewayLandingPaths},
+		{"landing twice", with(base, config.EnvGatewayLandingPaths, "role:teacher=/a,role:teacher=/b"), config.EnvGatewayLandingPaths},
+		{"audience with a newline", with(base, config.EnvIdentityJWTAudience, "a\nb"), config.EnvIdentityJWTAudience},
+		{"TTL over 5m", with(base, config.EnvIdentityJWTTTL, "10m"), config.EnvIdentityJWTTTL},
+		{"TTL too short", with(base, config.EnvIdentityJWTTTL, "1s"), config.EnvIdentityJWTTTL},
+		{"TTL zero", with(base, config.EnvIdentityJWTTTL, "0"), config.EnvIdentityJWTTTL},
+		{"rotation too often", with(base, config.EnvIdentityKeyRotation, "10m"), config.EnvIdentityKeyRotation},
+		{"rotation words", with(base, config.EnvIdentityKeyRotation, "weekly"), config.EnvIdentityKeyRotation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(getenv(tt.env))
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Errorf("error %v, want one naming %s", err, tt.wantVar)
+			}
+		})
+	}
+}
+
+// EVENTS_URL and EVENTS_SECRET: both or neither; a URL the events may go to; Standard Webhooks
+// secrets; every mistake names its variable and never quotes a secret.
+func TestEventsSettings(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	const secretA = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	secretB := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	const hooks = "https://app.example.com/untis/events?token=query-token-value"
+
+	c, err := config.Load(getenv(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EventsURL != nil || len(c.EventsSecrets) != 0 || c.EventsTimeout != 10*time.Second || c.EventsRetryFor != 72*time.Hour ||
+		c.EventsRetention != 720*time.Hour {
+		t.Errorf("defaults: %v %v %v %v %v", c.EventsURL, c.EventsSecrets, c.EventsTimeout, c.EventsRetryFor, c.EventsRetention)
+	}
+
+	c, err = config.Load(getenv(with(base, config.EnvEventsURL, hooks, config.EnvEventsSecret, secretA+" "+secretB,
+		config.EnvEventsTimeout, "3s", config.EnvEventsRetryFor, "24h", config.EnvEventsRetention, "168h")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EventsURL.String() != hooks || len(c.EventsSecrets) != 2 || c.EventsTimeout != 3*time.Second || c.EventsRetryFor != 24*time.Hour ||
+		c.EventsRetention != 168*time.Hour {
+		t.Errorf("set: %v %d %v %v %v", c.EventsURL, len(c.EventsSecrets), c.EventsTimeout, c.EventsRetryFor, c.EventsRetention)
+	}
+	for _, a := range c.Describe() {
+		assertNoSecrets(t, a.String(), "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", strings.TrimPrefix(secretB, "whsec_"), "query-token-value")
+		if a.Key == config.EnvEventsURL && a.Value.String() != "https://app.example.com/untis/events?(query hidden)" {
+			t.Errorf("Describe %s = %q", a.Key, a.Value)
+		}
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings %q", w)
+	}
+
+	file := filepath.Join(t.TempDir(), "events-secret")
+	if err := os.WriteFile(file, []byte(secretA+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := config.Load(getenv(with(base, config.EnvEventsURL, hooks, config.EnvEventsSecret+"_FILE", file))); err != nil || len(c.EventsSecrets) != 1 {
+		t.Errorf("EVENTS_SECRET_FILE: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"URL without a secret", with(base, config.EnvEventsURL, hooks), config.EnvEventsSecret},
+		{"not a URL", with(base, config.EnvEventsURL, "app.example.com/events", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"ftp", with(base, config.EnvEventsURL, "ftp://app.example.com/events", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"user info", with(base, config.EnvEventsURL, "https://u:"+dbPassword+"@app.example.com/", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"fragment", with(base, config.EnvEventsURL, "https://app.example.com/#x", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"wildcard host", with(base, config.EnvEventsURL, "https://*.example.com/", config.EnvEventsSecret, secretA), config.EnvEventsURL},
+		{"secret without prefix", with(base, config.EnvEventsSecret, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), config.EnvEventsSecret},
+		{"secret too short", with(base, config.EnvEventsSecret, "whsec_"+base64.StdEncoding.EncodeToString([]byte("short"))), config.EnvEventsSecret},
+		{"timeout zero", with(base, config.EnvEventsTimeout, "0s"), config.EnvEventsTimeout},
+		{"timeout too long", with(base, config.EnvEventsTimeout, "10m"), config.EnvEventsTimeout},
+		{"retry window zero", with(base, config.EnvEventsRetryFor, "0s"), config.EnvEventsRetryFor},
+		{"retention not a duration", with(base, config.EnvEventsRetention, "30 days"), config.EnvEventsRetention},
+	} {
+		_, err := config.Load(getenv(tc.env))
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Var != tc.wantVar {
+			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.wantVar)
+			continue
+		}
+		assertNoSecrets(t, err.Error(), dbPassword, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "query-token-value")
+	}
+
+	for u, warn := range map[string]bool{
+		"http://127.0.0.1:9090/events": false, "http://localhost/events": false, "https://app.example.com": false,
+		"http://app.example.com/events": true, "http://10.0.0.5/events": true,
+	} {
+		c, err := config.Load(getenv(with(base, config.EnvEventsURL, u, config.EnvEventsSecret, secretA)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := c.Warnings(); (len(w) == 1 && strings.Contains(w[0], config.EnvEventsURL)) != warn {
+			t.Errorf("EVENTS_URL=%s: warnings %q", u, w)
+		}
+	}
+}

@@ -136,6 +136,9 @@ func (s *Server) handleAdminTenants(w http.ResponseWriter, r *http.Request) {
 		p.NextAfter = list[len(list)-1].ID
 	}
 	p.Tenants = list
+	if c, err := s.store.CountEvents(ctx); err == nil {
+		p.FailedEvents = c.Failed
+	}
 	s.render(w, r, http.StatusOK, p)
 }
 
@@ -183,6 +186,10 @@ func (s *Server) renderAdminTenant(w http.ResponseWriter, r *http.Request, statu
 				p.Answers = append(p.Answers, answer{Name: f.Label, Value: v})
 			}
 		}
+	}
+	if p.SchoolEvents, err = s.store.ListEvents(ctx, store.EventFilter{TenantID: tid, Limit: 20}); err != nil {
+		s.storeTrouble(w, r, err, false)
+		return
 	}
 	events, err := s.store.AuditTrail(ctx, tid, 100)
 	if err != nil {

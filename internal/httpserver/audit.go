@@ -193,6 +193,26 @@ func auditRowOf(e store.AuditEvent, labels map[string]string) auditRow {
 			row.What = i18n.T("audit.setup.saved_unchanged")
 		}
 		stateChange()
+	case "event.retried":
+		// An operator (console or command line) queued events to the app again: one, or every
+		// failed one at once.
+		if ids, ok := e.Detail["event_ids"].([]any); ok {
+			d.used["event_ids"] = true
+			row.What = i18n.T("audit.event.retried_failed", "Count", len(ids), "Events", plainValue(ids))
+			d.str("previous_status")
+			break
+		}
+		id, _ := d.num("event_id")
+		row.What = i18n.T("audit.event.retried", "Event", id)
+		if typ := d.str("type"); typ != "" {
+			add(i18n.T("audit.event.type", "Type", eventTypeText(typ)))
+		}
+		switch d.str("previous_status") {
+		case store.EventFailed:
+			add(i18n.T("audit.event.was_failed"))
+		case store.EventPending:
+			add(i18n.T("audit.event.was_pending"))
+		}
 	case "operator.added", "operator.password_reset", "operator.unlocked":
 		row.What = i18n.T("audit."+e.Action, "Email", d.str("operator"))
 		if n, ok := d.num("networks"); ok {
@@ -219,6 +239,19 @@ var endedCounts = map[string]string{
 	"tenant_credentials": "audit.ended.credentials",
 	"users":              "audit.ended.users",
 	"tenant_settings":    "audit.ended.answers",
+	"events":             "audit.ended.events",
+}
+
+// eventTypes are the lifecycle events' types the console names (event_type.*).
+var eventTypes = []string{store.EventActivated, store.EventPendingSetup, store.EventSetupCompleted, store.EventSetupChanged,
+	store.EventCredentialsReset, store.EventDeactivated, store.EventDeleted}
+
+// eventTypeText names an event's type with the type itself, as the app receives it.
+func eventTypeText(typ string) i18n.Text {
+	if slices.Contains(eventTypes, typ) {
+		return i18n.T("audit.event.type_named", "Name", i18n.T("event_type."+typ), "Type", typ)
+	}
+	return i18n.T("audit.raw", "Text", typ)
 }
 
 func stateText(s string) i18n.Text {

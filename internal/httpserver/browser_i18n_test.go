@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -54,7 +55,7 @@ func TestBrowserPagesInTwoLanguages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := newSigninEnv(t, signinOptions{setupFields: fields})
+			e := newSigninEnv(t, signinOptions{setupFields: fields, eventsTarget: "https://app.example.com/untis/events"})
 			base := e.app.srv.URL
 			const email, pw = "ops@partner.example", "correct horse battery staple"
 			e.addOperator(email, pw)
@@ -142,6 +143,84 @@ func TestBrowserPagesInTwoLanguages(t *testing.T) {
 			flash := words("console.flash.deactivated_none", "Tenant", active)
 			s.waitPage("the school's page saying what happened", base+"/admin/tenants/"+active, flash)
 			check("console-school", words("console.school.heading", "Tenant", active))
+
+			// The events to the app: the deactivation's event failed for good; the schools page
+			// warns, the events page lists it, and "retry every failed event" says what it did.
+			if _, err := e.store.Pool().Exec(e.ctx(), `UPDATE events SET status = 'failed', failed_at = now(), attempts = 58,
+				last_error = 'HTTP 503 from https://app.example.com/untis/events' WHERE tenant_id = $1`, active); err != nil {
+				t.Fatal(err)
+			}
+			s.open(base + "/admin")
+			s.waitPage("the schools' warning", base+"/admin", words("console.schools.failed_events", "Count", 1))
+			check("console-schools-warning", words("console.schools.heading"))
+			s.click(s.find(`a[href="/admin/events"]`))
+			s.waitPage("the events page", base+"/admin/events", words("events.failed.heading"), "HTTP 503", words("event_type.school.deactivated"))
+			check("console-events", words("events.heading"))
+			s.click(s.find(`form[action="/admin/events/retry-failed"] button`))
+			s.waitPage("the events page saying what happened", base+"/admin/events", words("events.flash.retried_failed", "Count", 1))
+			check("console-events-retried", words("events.heading"))
+		})
+	}
+}
+
+// TestBrowserGatewayPagesInTwoLanguages: in gateway mode (the partner's app behind the server),
+// the pages the server answers itself (open the app from Untis, a school being set up, the app
+// not answering) are in the browser's language, styled by the server's own files under
+// /_untis/ (the app's /static/ and /favicon.ico are the app's), accessible, and fit a phone.
+func TestBrowserGatewayPagesInTwoLanguages(t *testing.T) {
+	t.Parallel()
+	axe := axeSource(t)
+	wd := startWebDriver(t)
+	cat, err := i18n.Load(web.Locales())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := screenshotDir(t)
+	// An address where nothing answers: every proxied request is the server's 502 page.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+
+	for _, lc := range []struct {
+		langs string
+		want  language.Tag
+	}{{"de-AT,de", language.German}, {"en-GB,en", language.English}} {
+		t.Run(lc.want.String(), func(t *testing.T) {
+			t.Parallel()
+			l := cat.Localizer(lc.want)
+			words := func(id string, kv ...any) string { return l.MustLocalize(i18n.T(id, kv...)) }
+			g := newGatewayEnv(t, gatewayOptions{upstreamURL: dead})
+			base := g.app.srv.URL
+			active := g.school(platformsim.TenantSpec{ID: "8201", Name: "Gymnasium am See"}, store.StateActive)
+			pending := g.school(platformsim.TenantSpec{ID: "8202", Name: "Mittelschule Nord"}, store.StatePendingSetup)
+
+			s := wd.newSessionIn(t, lc.langs)
+			defer s.dumpOnFailure(t, g.signinEnv)
+			s.must(s.cmd(http.MethodPost, "/timeouts", map[string]any{"pageLoad": 15000, "script": 60000, "implicit": 0}, nil))
+			check := func(name, heading string) {
+				t.Helper()
+				// Styled: the server's style sheet loaded (the brand bar is a flex row).
+				var display string
+				s.script(`return getComputedStyle(document.querySelector(".brand")).display`, &display)
+				if display != "flex" {
+					t.Errorf("gateway %s: not styled (the brand bar's display is %q)", name, display)
+				}
+				s.checkPage("gateway-"+name, lc.want.String(), heading, axe, dir)
+			}
+
+			s.open(base + "/lessons/7")
+			check("anonymous", words("anonymous.heading"))
+
+			s.launchFromSim(g.simURL, pending, g.user(pending, platformsim.RoleTeacher).SourcedID, platformsim.EntryMainMenu)
+			s.waitPage("the pending school's page", base+"/", words("pending.heading"))
+			check("pending", words("pending.heading"))
+
+			s.launchFromSim(g.simURL, active, g.user(active, platformsim.RoleTeacher).SourcedID, platformsim.EntryMainMenu)
+			s.waitPage("the app's 502", base+"/", words("error.upstream_unavailable.heading"))
+			check("upstream-unavailable", words("error.upstream_unavailable.heading"))
 		})
 	}
 }

@@ -28,7 +28,12 @@ var flashKinds = map[string]struct {
 	"credentials":  {"console.flash.credentials", []string{"Tenant", "Version", "State"}},
 	"console_out":  {"console.flash.signed_out", nil},
 	"setup_saved":  {"setup.flash.saved", nil},
-	"setup_done":   {"setup.flash.done", nil},
+	// The events page: one event queued again (a failed one, or a pending one sent now), every
+	// failed one, or none there to retry.
+	"event_retried":   {"events.flash.retried", []string{"Event"}},
+	"events_retried":  {"events.flash.retried_failed", []string{"Count"}},
+	"events_retried0": {"events.flash.retried_none", nil},
+	"setup_done":      {"setup.flash.done", nil},
 }
 
 var flashValue = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

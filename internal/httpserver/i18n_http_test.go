@@ -169,8 +169,8 @@ func TestHeadWhereverGet(t *testing.T) {
 	e := newSigninEnv(t, signinOptions{})
 	tid := e.school(platformsim.TenantSpec{ID: "6951", Name: "Head School"}, store.StateActive)
 	srv := e.app.srv
-	for _, p := range []string{"/", "/healthz", "/readyz", "/metrics", "/static/app.css", "/static/favicon.svg", "/favicon.ico", "/activate",
-		"/admin/login", "/admin", "/setup", "/api/me", "/launch?tenant_id=" + tid, "/launch", "/logout", "/_untis/lang?to=de&return=/",
+	for _, p := range []string{"/", "/healthz", "/readyz", "/metrics", "/static/app.css", "/static/favicon.svg", "/favicon.ico", "/_untis/favicon.svg", "/_untis/static/app.css", "/activate",
+		"/admin/login", "/admin", "/admin/events", "/setup", "/api/me", "/launch?tenant_id=" + tid, "/launch", "/logout", "/_untis/lang?to=de&return=/",
 		"/no/such/page"} {
 		get, getBody := getPage(t, srv, http.MethodGet, p, nil)
 		head, headBody := getPage(t, srv, http.MethodHead, p, nil)
@@ -201,7 +201,7 @@ func TestBranding(t *testing.T) {
 	resp, body := getPage(t, srv, http.MethodGet, "/", nil)
 	for _, want := range []string{"<title>Open this app from Untis – Klassenbuch Plus</title>", "<span>Klassenbuch Plus</span>",
 		`<img class="logo" src="https://cdn.partner.example/logo.svg" alt="">`, `<link rel="stylesheet" href="/_untis/theme.css">`,
-		`<link rel="icon" href="/favicon.ico">`} {
+		`<link rel="icon" href="/_untis/favicon.svg" type="image/svg+xml">`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page has no %s", want)
 		}
@@ -248,6 +248,12 @@ func TestFlashCannotCarryWords(t *testing.T) {
 		"credentials.1002.2.evil":   "",
 		"Hello-world":               "",
 		"setup_saved.extra":         "",
+		"event_retried.42":          "Event 42 is queued again: it is sent as soon as its school&#39;s earlier events are.",
+		"event_retried.<x>":         "",
+		"events_retried.3":          "3 failed events are queued again: each is sent as soon as its school&#39;s earlier events are.",
+		"events_retried.1":          "1 failed event is queued again: it is sent as soon as its school&#39;s earlier events are.",
+		"events_retried.many":       "",
+		"events_retried0":           "There was no failed event to retry.",
 		"credentials.1002.2.active": "New credentials for school 1002 are stored (version 2); the school is now: Active.",
 	} {
 		resp, body := getPage(t, srv, http.MethodGet, "/", http.Header{"Cookie": {"__Host-untis-flash=" + value}})

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/untis-partner/server/internal/i18n"
+	"github.com/untis-partner/server/internal/store"
 	"github.com/untis-partner/server/web"
 )
 
@@ -224,6 +225,17 @@ func TestEveryNamedMessageExists(t *testing.T) {
 	for _, a := range []string{"added", "password_reset", "unlocked"} {
 		if !cat.Has("audit.operator." + a) {
 			t.Errorf("no sentence for operator.%s", a)
+		}
+	}
+	// The events console names each lifecycle event's type and delivery status.
+	for _, typ := range eventTypes {
+		if !cat.Has("event_type." + typ) {
+			t.Errorf("no name for the event type %s", typ)
+		}
+	}
+	for _, st := range []string{store.EventPending, store.EventDelivered, store.EventFailed} {
+		if !cat.Has("event_status." + st) {
+			t.Errorf("no name for the event status %s", st)
 		}
 	}
 	for _, m := range []string{"limit.launch.network", "limit.launch.school"} {

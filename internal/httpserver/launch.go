@@ -87,7 +87,8 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request, q url.Va
 	}
 	s.log.InfoContext(ctx, "signed in", "request_id", RequestID(ctx), "tenant_id", id.User.TenantID,
 		"sub", id.User.Sub, "role", id.User.Role)
-	target := id.ReturnTo
+	// The launch's return_to, else the deployment's landing rules (GATEWAY_LANDING_PATHS).
+	target := s.landing.Target(id.ReturnTo, id.Launch, id.User.Role)
 	if state == store.StatePendingSetup && id.User.Role == platform.RoleAdministrator {
 		target = "/setup"
 	}

@@ -1,10 +1,12 @@
 package httpserver
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -22,6 +24,7 @@ type ctxKey struct{}
 type requestInfo struct {
 	id       string
 	clientIP string
+	route    string // set by handlers outside the route table (the gateway), for the log and metrics
 }
 
 // RequestID returns the id of the request that ctx belongs to ("" outside a request).
@@ -81,6 +84,8 @@ func (s *Server) record(r *http.Request, sw *statusWriter, elapsed time.Duration
 	route := "unmatched"
 	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 		route = rc.RoutePattern()
+	} else if ri, ok := r.Context().Value(ctxKey{}).(*requestInfo); ok && ri.route != "" {
+		route = ri.route
 	}
 	status := sw.status
 	if status == 0 {
@@ -159,18 +164,23 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // a page reached from /launch?code=... must not leak that URL to anything it links to.
 func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", s.csp)
-		if !s.embedMode {
-			h.Set("X-Frame-Options", "DENY")
-		}
-		if s.https {
-			h.Set("Strict-Transport-Security", "max-age=31536000")
-		}
+		s.setPageHeaders(w.Header())
 		next.ServeHTTP(w, r)
 	})
+}
+
+// setPageHeaders sets the security headers of the server's own pages (securityHeaders); the
+// gateway sets them on the pages it answers itself, never on the app's.
+func (s *Server) setPageHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", s.csp)
+	if !s.embedMode {
+		h.Set("X-Frame-Options", "DENY")
+	}
+	if s.https {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
 }
 
 // neverFramed keeps a page out of every frame, in embed mode too: the operator console and the
@@ -242,6 +252,23 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the real writer (Flush, deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over (a WebSocket through the gateway); the log then records 101,
+// the status the app's answer had.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return conn, brw, err
+}
+
+// setRoute names the route of a request that no route pattern matched (the gateway's).
+func setRoute(ctx context.Context, route string) {
+	if ri, ok := ctx.Value(ctxKey{}).(*requestInfo); ok {
+		ri.route = route
+	}
+}
 
 func newRequestID() string {
 	var b [12]byte

@@ -41,6 +41,8 @@ type page struct {
 	Heading   i18n.Text
 	Message   i18n.Text
 	RequestID string
+	// Back is where the language switch returns to ("": this page, see returnPath).
+	Back string
 	// Flash says what the last action did (a console action, a saved setup), once.
 	Flash i18n.Text
 
@@ -79,6 +81,11 @@ type page struct {
 	Answers           []answer
 	NextAfter         string
 	DeactivateProblem i18n.Text
+	// The lifecycle events to the partner's app: the events page, a school's own, the count of
+	// failed ones the schools page warns about.
+	Events       *eventsView
+	SchoolEvents []store.OutboxEvent
+	FailedEvents int
 
 	// The "sign-in needs cookies" page: the launch to open again, and whether we are in an iFrame.
 	Relaunch string
@@ -152,13 +159,16 @@ func templateFuncs(l *i18n.Localizer) template.FuncMap {
 		}
 	}
 	return template.FuncMap{
-		"t":        func(id string, kv ...any) string { return l.MustLocalize(i18n.T(id, kv...)) },
-		"tt":       l.MustLocalize,
-		"role":     named("role."),
-		"state":    named("state."),
-		"source":   named("source."),
-		"date":     in(l.Date),
-		"datetime": in(l.DateTime),
+		"t":      func(id string, kv ...any) string { return l.MustLocalize(i18n.T(id, kv...)) },
+		"tt":     l.MustLocalize,
+		"role":   named("role."),
+		"state":  named("state."),
+		"source": named("source."),
+		// A lifecycle event's type (school.activated) and delivery status (pending, ...).
+		"eventtype":   named("event_type."),
+		"eventstatus": named("event_status."),
+		"date":        in(l.Date),
+		"datetime":    in(l.DateTime),
 		// stamp is the console's compact time, in UTC with the zone named.
 		"stamp": func(v any) string {
 			switch t := v.(type) {
@@ -174,15 +184,23 @@ func templateFuncs(l *i18n.Localizer) template.FuncMap {
 	}
 }
 
+// handleStatic serves the server's static files, under /_untis/static/ (and /static/ outside
+// gateway mode, where that path is the app's).
 func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	http.StripPrefix("/static/", http.FileServerFS(web.Static())).ServeHTTP(w, r)
+	prefix := "/static/"
+	if strings.HasPrefix(r.URL.Path, "/_untis/static/") {
+		prefix = "/_untis/static/"
+	}
+	http.StripPrefix(prefix, http.FileServerFS(web.Static())).ServeHTTP(w, r)
 }
 
-// handleFavicon serves the icon at the address browsers ask for by themselves, not cached
-// (no-store, like the pages). Linked as a cacheable /static/favicon.svg instead, the icon let
-// Chromium restore a page from its back/forward cache after the user signed out, so that Back
-// showed the previous user again (TestBrowserSignOut caught it).
+// handleFavicon serves the pages' icon, not cached (no-store, like the pages): at
+// /_untis/favicon.svg, which every page links (in gateway mode too, where /favicon.ico is the
+// app's), and at /favicon.ico, where browsers look by themselves, outside gateway mode. Linked
+// as a cacheable /static/favicon.svg instead, the icon let Chromium restore a page from its
+// back/forward cache after the user signed out, so that Back showed the previous user again
+// (TestBrowserSignOut caught it).
 func (s *Server) handleFavicon(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/svg+xml")
 	w.Header().Set("Cache-Control", "no-store")
@@ -263,10 +281,13 @@ func (s *Server) chooseLanguage(r *http.Request, school string) language.Tag {
 
 // languageLinks are the language switch's links, back to this page (to the start page from an
 // address nothing answers: the switch never repeats an unknown path, which may hold anything).
-func (s *Server) languageLinks(r *http.Request, status int, cur language.Tag) []languageLink {
-	back := "/"
-	if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+func (s *Server) languageLinks(r *http.Request, status int, cur language.Tag, back string) []languageLink {
+	switch {
+	case back != "":
+	case status != http.StatusNotFound && status != http.StatusMethodNotAllowed:
 		back = returnPath(r)
+	default:
+		back = "/"
 	}
 	back = url.QueryEscape(back)
 	var out []languageLink
@@ -326,7 +347,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, p pa
 	}
 	tag := s.chooseLanguage(r, school)
 	p.Lang = tag.String()
-	p.Languages = s.languageLinks(r, status, tag)
+	p.Languages = s.languageLinks(r, status, tag, p.Back)
 	p.App = s.brand
 	if p.Zone == nil {
 		p.Zone = s.schoolZone

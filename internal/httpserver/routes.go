@@ -26,19 +26,31 @@ func (s *Server) Handler() http.Handler {
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.securityHeaders, limitBody(1<<20))
-		r.Get("/", s.handleHome)
-		r.Get("/launch", s.handleLaunch) // an entry point's launch, and the SSO callback
+		if s.proxy == nil {
+			// The built-in app. In gateway mode "/", /static/ and /favicon.ico are the app's.
+			r.Get("/", s.handleHome)
+			r.Get("/static/*", s.handleStatic)
+			r.Get("/favicon.ico", s.handleFavicon) // where browsers look by themselves
+		}
+		r.Get("/_untis/static/*", s.handleStatic) // the server's own files, in both modes
+		r.Get("/launch", s.handleLaunch)          // an entry point's launch, and the SSO callback
 		r.Get("/api/me", s.handleMe)
 		r.Get("/setup", s.handleSetup)
 		r.MethodFunc(http.MethodGet, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodPost, "/logout", s.handleLogout)
 		r.MethodFunc(http.MethodOptions, "/logout", s.handleLogout) // CORS preflight of WebUntis' call
-		r.Get("/static/*", s.handleStatic)
-		r.Get("/favicon.ico", s.handleFavicon)
-		// The server's own paths live under /_untis/ (reserved: never a path of the app).
-		r.Get(langRoute, s.handleLanguage)        // the language switch on every page
-		r.Get("/_untis/theme.css", s.handleTheme) // APP_ACCENT_COLOR as a style sheet
+		// The server's own paths live under /_untis/ (reserved: never a path of the app, in
+		// gateway mode neither).
+		r.Get(langRoute, s.handleLanguage)            // the language switch on every page
+		r.Get("/_untis/theme.css", s.handleTheme)     // APP_ACCENT_COLOR as a style sheet
+		r.Get("/_untis/favicon.svg", s.handleFavicon) // the pages' icon (not cached: see handleFavicon)
 	})
+
+	// The gateway's machine answers (no page headers): forward-auth for an ingress, any method;
+	// the public keys of the X-Untis-Identity assertion.
+	r.HandleFunc("/_untis/auth", s.handleForwardAuth)
+	r.Get("/.well-known/jwks.json", s.handleJWKS)
+	r.Get("/_untis/jwks.json", s.handleJWKS)
 
 	// Forms: a smaller body limit, no state-changing request from another site (besides each
 	// form's own CSRF token), and no parameter the database cannot store as text (400 first).
@@ -62,6 +74,9 @@ func (s *Server) Handler() http.Handler {
 				r.Get("/admin/tenants/{tenantID}", s.handleAdminTenant)
 				r.Post("/admin/tenants/{tenantID}/credentials", s.handleAdminCredentials)
 				r.Post("/admin/tenants/{tenantID}/deactivate", s.handleAdminDeactivate)
+				r.Get("/admin/events", s.handleAdminEvents)
+				r.Post("/admin/events/retry-failed", s.handleAdminEventsRetryFailed)
+				r.Post("/admin/events/{eventID}/retry", s.handleAdminEventRetry)
 				r.Post("/admin/logout", s.handleAdminLogout)
 			})
 		})
@@ -72,8 +87,13 @@ func (s *Server) Handler() http.Handler {
 	r.Post("/webhooks/credentials", s.handleWebhook)
 	r.Post("/webhooks/deactivation", s.handleWebhook)
 
-	// Error pages are pages too: they get the security headers.
-	r.NotFound(s.securityHeaders(http.HandlerFunc(s.handleNotFound)).ServeHTTP)
+	// Error pages are pages too: they get the security headers. In gateway mode every path
+	// not routed above is the app's (handleGateway keeps the server's trees, gateway.Reserved).
+	if s.proxy != nil {
+		r.NotFound(s.handleGateway)
+	} else {
+		r.NotFound(s.securityHeaders(http.HandlerFunc(s.handleNotFound)).ServeHTTP)
+	}
 	r.MethodNotAllowed(s.securityHeaders(http.HandlerFunc(s.handleMethodNotAllowed)).ServeHTTP)
 	return r
 }

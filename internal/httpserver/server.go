@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/text/language"
 
+	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/onboard"
@@ -63,6 +65,19 @@ type Deps struct {
 	SchoolZone *time.Location
 	// Catalog holds the pages' words (nil: the shipped catalogs of web/locales).
 	Catalog *i18n.Catalog
+
+	// The gateway (issue 13). Identities builds the identity headers of forward-auth and of the
+	// proxy; JWKS serves the keys of their assertion (nil: neither is offered). Proxy, when set,
+	// puts the partner's app behind the sign-in (UPSTREAM_URL): every path the server does not
+	// reserve goes to it (New completes it with the server's error pages, request ids, trusted
+	// proxies and logger). Landing picks where a sign-in lands.
+	Identities *gateway.Identities
+	JWKS       http.Handler
+	Proxy      *gateway.ProxyConfig
+	Landing    gateway.Landing
+	// EventsTarget is where the lifecycle events go, as the console shows it (EVENTS_URL without
+	// its query; "" when unset).
+	EventsTarget string
 }
 
 // Server holds the handlers' dependencies and the readiness state.
@@ -94,14 +109,22 @@ type Server struct {
 	// crossOrigin refuses state-changing requests a browser sends from another site (every form
 	// is checked by it, besides its CSRF token).
 	crossOrigin *http.CrossOriginProtection
+	identities  *gateway.Identities
+	jwks        http.Handler
+	proxy       *gateway.Proxy
+	landing     gateway.Landing
+	nameMu      sync.Mutex
+	nameAsked   map[string]time.Time // when each school's name was last looked up (learnSchoolName)
 
 	now          func() time.Time
 	launchLimits launchLimiters
+	eventsTarget string
 
 	draining atomic.Bool // set once shutdown has begun: /readyz answers 503
 }
 
-// New builds a Server. It panics only on programming errors (templates that do not parse).
+// New builds a Server. It panics only on programming errors (templates that do not parse, a
+// proxy without an upstream).
 func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -134,6 +157,10 @@ func New(d Deps) *Server {
 		brand:           d.Brand,
 		schoolZone:      d.SchoolZone,
 		now:             d.Now,
+		identities:      d.Identities,
+		jwks:            d.JWKS,
+		landing:         d.Landing,
+		eventsTarget:    d.EventsTarget,
 	}
 	if s.catalog == nil {
 		cat, err := i18n.Load(web.Locales())
@@ -166,6 +193,15 @@ func New(d Deps) *Server {
 	if d.PublicOrigin != "" {
 		// Behind a proxy the Host header may not be the public one.
 		_ = s.crossOrigin.AddTrustedOrigin(d.PublicOrigin)
+	}
+	if d.Proxy != nil {
+		cfg := *d.Proxy
+		cfg.Fail, cfg.RequestID, cfg.Trusted, cfg.Logger = s.upstreamFailed, RequestID, d.TrustedProxies, d.Logger
+		p, err := gateway.NewProxy(cfg)
+		if err != nil {
+			panic(err) // a programming error: run.go always gives the upstream and public URL
+		}
+		s.proxy = p
 	}
 	if d.Store != nil {
 		registerPoolMetrics(d.Metrics, d.Store)

@@ -78,6 +78,13 @@ type signinOptions struct {
 	trusted []netip.Prefix
 	// launchLimits are LAUNCH_LIMIT_PER_CLIENT and _PER_SCHOOL (zero: off).
 	launchLimits httpserver.LaunchLimits
+	// deps, when set, completes each replica's dependencies (the gateway's tests add theirs);
+	// publicURL is the address every replica is reached at.
+	deps func(in *instance, publicURL string, d *httpserver.Deps)
+	// httpServer, when set, adjusts each replica's http.Server before it starts (timeouts).
+	httpServer func(*http.Server)
+	// eventsTarget is EVENTS_URL as the console shows it ("" unset).
+	eventsTarget string
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -131,9 +138,13 @@ func (e *signinEnv) newInstance() *instance {
 	// by restart, which keeps the URL, as a redeployed server keeps its address).
 	notYet := http.NotFoundHandler()
 	in.handler.Store(&notYet)
-	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	in.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*in.handler.Load()).ServeHTTP(w, r)
 	}))
+	if e.opts.httpServer != nil {
+		e.opts.httpServer(in.srv.Config)
+	}
+	in.srv.Start()
 	t.Cleanup(in.srv.Close)
 	publicURL := in.srv.URL
 	if e.app != nil {
@@ -170,12 +181,16 @@ func (e *signinEnv) serve(in *instance, embed bool) {
 		reg = metrics.NewRegistry()
 	}
 	in.served = true
-	h := httpserver.New(httpserver.Deps{
+	deps := httpserver.Deps{
 		Store: in.store, SSO: in.sso, Sessions: in.sessions, Platform: in.platform, Logger: e.log, Metrics: reg,
 		Onboard: in.onboard, Webhooks: webhook.NewVerifier(webhookKey), Operators: in.operators,
 		EmbedMode: embed, PlatformOrigins: []string{e.simURL}, PublicOrigin: in.publicURL,
-		Now: in.now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits,
-	}).Handler()
+		Now: in.now, TrustedProxies: e.opts.trusted, LaunchLimits: e.opts.launchLimits, EventsTarget: e.opts.eventsTarget,
+	}
+	if e.opts.deps != nil {
+		e.opts.deps(in, in.publicURL, &deps)
+	}
+	h := httpserver.New(deps).Handler()
 	in.handler.Store(&h)
 }
 

@@ -1,6 +1,8 @@
 package httpserver_test
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,30 +14,97 @@ import (
 )
 
 // TestSignInAgainstAnotherOP: a school whose platform behaves like another certified OpenID
-// Provider (endpoints at other paths, only client_secret_basic at the token endpoint) signs its
-// users in through the browser like any other.
+// Provider (endpoints at other paths; only client_secret_basic, or only client_secret_post, at
+// the token endpoint) signs its users in through the browser like any other, and the app's page
+// then names the school and the lesson, which it reads from OneRoster with the school's
+// server-to-server token from the same discovered token endpoint. Nothing marks the school
+// failing.
 func TestSignInAgainstAnotherOP(t *testing.T) {
 	t.Parallel()
 	e := newSigninEnv(t, signinOptions{})
-	tid := e.newSchool(store.StateActive)
-	if err := e.sim.SetInterop(tid, platformsim.InteropOptions{AlternativeEndpoints: true, BasicAuthOnly: true}); err != nil {
-		t.Fatal(err)
+	for _, o := range []platformsim.InteropOptions{
+		{AlternativeEndpoints: true, BasicAuthOnly: true},
+		{AlternativeEndpoints: true, PostAuthOnly: true},
+	} {
+		tid := e.newSchool(store.StateActive)
+		if err := e.sim.SetInterop(tid, o); err != nil {
+			t.Fatal(err)
+		}
+		u := e.user(tid, platformsim.RoleTeacher)
+		lesson := e.sim.Classes(tid)[0]
+		launchURL, err := e.sim.LaunchURL(tid, platformsim.EntryLessonDetails, lesson.SourcedID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lu, _ := url.Parse(launchURL)
+		b := e.browser()
+		b.signInAs(tid, u.SourcedID)
+		hops := b.follow(e.app.srv.URL + "/launch?" + lu.RawQuery)
+		if len(hops) != 4 {
+			t.Fatalf("%+v: want launch -> authorize -> callback -> app, got %d hops; last %d:\n%s", o, len(hops), hops[len(hops)-1].status, hops[len(hops)-1].body)
+		}
+		if au, _ := url.Parse(hops[0].location); au.Path != "/WebUntis/api/sso/v3/"+tid+"/auth" {
+			t.Errorf("%+v: sent to %s, want the discovered /auth", o, au.Path)
+		}
+		home := hops[3]
+		if home.status != http.StatusOK || !strings.Contains(home.body, u.GivenName+" "+u.FamilyName) ||
+			!strings.Contains(home.body, lesson.Title) || !strings.Contains(home.body, "School "+tid) {
+			t.Errorf("%+v: home = %d, want the user, the lesson %q and the school's name:\n%s", o, home.status, lesson.Title, home.body)
+		}
+		st := e.sim.Stats()
+		if n := st.TokenRequestCount(tid, platformsim.GrantAuthorizationCode); n != 1 {
+			t.Errorf("%+v: %d code exchanges, want 1", o, n)
+		}
+		// The documented /token answers 404 before the simulator counts a request, so these
+		// were made at /oauth/token.
+		if n := st.TokenRequestCount(tid, platformsim.GrantClientCredentials); n != 1 {
+			t.Errorf("%+v: %d client-credentials tokens, want 1", o, n)
+		}
+		if tn, err := e.store.Tenant(e.ctx(), tid); err != nil || tn.CredentialsFailingSince != nil {
+			t.Errorf("%+v: school marked failing: %v %q", o, err, tn.CredentialsFailureReason)
+		}
 	}
-	u := e.user(tid, platformsim.RoleTeacher)
-	b := e.browser()
-	b.signInAs(tid, u.SourcedID)
-	hops := b.follow(e.app.srv.URL + "/launch?tenant_id=" + tid)
-	if len(hops) != 4 {
-		t.Fatalf("want launch -> authorize -> callback -> app, got %d hops; last %d:\n%s", len(hops), hops[len(hops)-1].status, hops[len(hops)-1].body)
-	}
-	if au, _ := url.Parse(hops[0].location); au.Path != "/WebUntis/api/sso/v3/"+tid+"/auth" {
-		t.Errorf("sent to %s, want the discovered /auth", au.Path)
-	}
-	if home := hops[3]; home.status != http.StatusOK || !strings.Contains(home.body, u.GivenName+" "+u.FamilyName) {
-		t.Errorf("home = %d:\n%s", home.status, home.body)
-	}
-	if st := e.sim.Stats(); st.TokenRequestCount(tid, platformsim.GrantAuthorizationCode) != 1 {
-		t.Errorf("%d code exchanges, want 1", st.TokenRequestCount(tid, platformsim.GrantAuthorizationCode))
+}
+
+// newSchoolID is a school id no other test uses (as newSchool's), for a school the partner does
+// not know yet.
+func (e *signinEnv) newSchoolID() string { return fmt.Sprintf("%d", 4000+schoolSeq.Add(1)) }
+
+// TestActivateAgainstAnotherOP: manual activation proves the pasted credentials at the token
+// endpoint the school's discovery names (the documented one answers 404 there), with the client
+// authentication it lists; wrong ones are still refused there, and nothing is stored for them.
+func TestActivateAgainstAnotherOP(t *testing.T) {
+	t.Parallel()
+	e := newSigninEnv(t, signinOptions{})
+	activateURL := e.app.srv.URL + "/activate"
+	for _, o := range []platformsim.InteropOptions{
+		{AlternativeEndpoints: true},
+		{AlternativeEndpoints: true, PostAuthOnly: true},
+	} {
+		tid := e.obAddSchool(e.newSchoolID())
+		if err := e.sim.SetInterop(tid, o); err != nil {
+			t.Fatal(err)
+		}
+		clientID, sec, pw, _ := e.sim.Credentials(tid)
+		b := e.browser()
+		token := activateForm(t, b)
+		if got := b.formPost(activateURL, activateValues(token, tid, clientID, sec, "not-the-password"), nil); got.status == http.StatusOK ||
+			!strings.Contains(got.body, "refused") {
+			t.Errorf("%+v: wrong password = %d\n%s", o, got.status, got.body)
+		}
+		if _, err := e.store.ActiveCredentials(e.ctx(), tid); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%+v: refused credentials stored: %v", o, err)
+		}
+		got := b.formPost(activateURL, activateValues(token, tid, clientID, sec, pw), nil)
+		if got.status != http.StatusOK || !strings.Contains(got.body, "The app is activated") {
+			t.Fatalf("%+v: activation = %d\n%s", o, got.status, got.body)
+		}
+		if c, err := e.store.ActiveCredentials(e.ctx(), tid); err != nil || c.Password != pw {
+			t.Errorf("%+v: stored %v", o, err)
+		}
+		if _, home := e.obSignIn(tid, platformsim.RoleTeacher); home.status != http.StatusOK || !strings.Contains(home.body, "School "+tid) {
+			t.Errorf("%+v: sign-in after manual activation: %d\n%s", o, home.status, home.body)
+		}
 	}
 }
 

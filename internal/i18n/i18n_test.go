@@ -74,7 +74,7 @@ func TestTranslationsUseTheMessagesValues(t *testing.T) {
 		"Minutes": 10, "When": "T", "Source": "s", "Since": "T", "Command": "cmd", "Email": "e", "User": "u", "Actor": "a",
 		"Event": "E", "ClientID": "id", "Type": "t", "Fields": "f", "From": "A", "To": "B", "Ref": "r", "Action": "x",
 		"Key": "k", "Value": "v", "Text": "x", "Weekday": "W", "Month": "M", "Year": 2026, "DD": "09", "MM": "03", "HH": "14",
-		"Min": "05", "Zone": "UTC"}
+		"Min": "05", "Zone": "UTC", "Setting": "S", "Pending": 1, "Failed": 2, "Events": "1, 2"}
 	for _, tag := range c.Languages() {
 		l := c.Localizer(tag)
 		for id := range c.IDs(tag) {

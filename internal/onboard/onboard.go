@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/untis-partner/server/internal/discovery"
 	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/setup"
@@ -219,6 +220,11 @@ func (s *Service) proofError(ctx context.Context, c Credentials, err error) erro
 		}
 		return &ProofError{Field: FieldPassword, Err: err, Message: i18n.T("proof.client_or_password"),
 			Problems: map[string]i18n.Text{FieldClientID: i18n.T("problem.check_client_id"), FieldPassword: i18n.T("problem.check_password")}}
+	case errors.Is(err, discovery.ErrUntrusted) || errors.Is(err, discovery.ErrAuthMethodUnsupported):
+		// Not the pasted values, and not an outage: the school's OpenID configuration at the
+		// platform names a token endpoint off UNTIS_API_URL, or no client authentication the
+		// app can do, so the credentials were not sent anywhere.
+		return &ProofError{Err: err, Message: i18n.T("proof.signin_configuration")}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrRateLimited):
 		return &ProofError{Err: err, Message: i18n.T("proof.rate_limited")}
 	case errors.As(err, &te) && errors.Is(te, platform.ErrBadRequest):

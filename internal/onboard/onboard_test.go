@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/untis-partner/server/internal/discovery"
 	"github.com/untis-partner/server/internal/pgtest"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/secret"
@@ -120,6 +122,10 @@ func TestProofErrorNamesTheRefusedPart(t *testing.T) {
 		{"rate limited", "app", &platform.TokenError{Kind: platform.ErrRateLimited, Status: 429}, "", []string{"slow down"}, nil},
 		{"bad request", "app", &platform.TokenError{Kind: platform.ErrBadRequest, Status: 400, Code: "invalid_scope"}, "", []string{"permission"}, nil},
 		{"unreachable", "app", &platform.TokenError{Kind: platform.ErrUnavailable, Err: context.DeadlineExceeded}, "", []string{"could not be reached"}, nil},
+		{"discovery off UNTIS_API_URL", "app", &platform.TokenError{Kind: platform.ErrUnavailable, Err: fmt.Errorf("x: %w", discovery.ErrUntrusted)}, "",
+			[]string{"sign-in configuration", "provider of this app"}, nil},
+		{"discovery without a usable client authentication", "app", &platform.TokenError{Kind: platform.ErrUnavailable, Err: discovery.ErrAuthMethodUnsupported}, "",
+			[]string{"sign-in configuration", "nothing was stored"}, nil},
 		{"anything else", "app", errors.New("boom"), "", []string{"could not be reached"}, nil},
 	} {
 		var pe *ProofError

@@ -178,7 +178,7 @@ func (c *Clients) startFetch(st *tenantState) *flight {
 }
 
 // fetch loads the school's current credentials (only while it is active or pending setup) and
-// asks the platform for a token. It returns the credentials' version, also on failure.
+// asks the platform for a token at the token endpoint the school's discovery names. It returns the credentials' version, also on failure.
 func (c *Clients) fetch(ctx context.Context, tenantID string) (*cachedToken, int, error) {
 	creds, err := c.store.ActiveCredentials(ctx, tenantID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -187,7 +187,11 @@ func (c *Clients) fetch(ctx context.Context, tenantID string) (*cachedToken, int
 	if err != nil {
 		return nil, 0, fmt.Errorf("platform: load credentials of tenant %s: %w", tenantID, err)
 	}
-	tok, err := c.requestToken(ctx, tenantID, creds.ClientID, creds.Password)
+	ep, err := c.tokenEndpointFor(ctx, tenantID, true)
+	if err != nil {
+		return nil, creds.Version, err
+	}
+	tok, err := c.requestToken(ctx, tenantID, ep, creds.ClientID, creds.Password)
 	if err != nil {
 		return nil, creds.Version, err
 	}

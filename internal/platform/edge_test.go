@@ -9,6 +9,7 @@ package platform_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -36,6 +37,8 @@ type edgeTokenReq struct {
 	tenantPath string // the request path
 	clientID   string
 	password   string
+	basic      bool // HTTP Basic was sent
+	inBody     bool // client_id or client_secret was in the body
 }
 
 type edgeAPIReq struct {
@@ -45,26 +48,43 @@ type edgeAPIReq struct {
 	at     time.Time
 }
 
-// edgeFake poses as the platform: token requests go to token, everything else to api. Both get
-// the 1-based number of their kind of request. nil handlers answer a 180 s bearer token "tok-N"
-// and {"user":{"sourcedId":"u"}}.
+// edgeFake poses as the platform: token requests go to token, discovery documents to discovery,
+// everything else to api. token and api get the 1-based number of their kind of request. nil
+// handlers answer a 180 s bearer token "tok-N", {"user":{"sourcedId":"u"}}, and the discovery
+// document the platform serves (its documented endpoints).
 type edgeFake struct {
 	token edgeHandler
 	api   edgeHandler
-	srv   *httptest.Server
+	// discovery edits the school's discovery document before it is served; it gets the tenant
+	// id. Setting doc["status"] to a number answers that status instead.
+	discovery func(tid string, doc map[string]any)
+	srv       *httptest.Server
 
-	mu     sync.Mutex
-	tokens []edgeTokenReq
-	apis   []edgeAPIReq
+	mu         sync.Mutex
+	tokens     []edgeTokenReq
+	apis       []edgeAPIReq
+	discovered int // discovery documents served
 }
 
+const edgeSSOPrefix = "/WebUntis/api/sso/v3/"
+
 func (f *edgeFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/WebUntis/api/sso/v3/") && strings.HasSuffix(r.URL.Path, "/token") {
-		id, pw, _ := r.BasicAuth()
+	if tid, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, edgeSSOPrefix), "/.well-known/openid-configuration"); ok &&
+		r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, edgeSSOPrefix) {
+		f.serveDiscovery(w, tid)
+		return
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, edgeSSOPrefix) && strings.HasSuffix(r.URL.Path, "/token") {
+		id, pw, basic := r.BasicAuth()
 		id, _ = url.QueryUnescape(id)
 		pw, _ = url.QueryUnescape(pw)
+		_ = r.ParseForm()
+		inBody := r.PostForm.Has("client_id") || r.PostForm.Has("client_secret")
+		if !basic {
+			id, pw = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		}
 		f.mu.Lock()
-		f.tokens = append(f.tokens, edgeTokenReq{tenantPath: r.URL.Path, clientID: id, password: pw})
+		f.tokens = append(f.tokens, edgeTokenReq{tenantPath: r.URL.Path, clientID: id, password: pw, basic: basic, inBody: inBody})
 		n := len(f.tokens)
 		f.mu.Unlock()
 		if f.token != nil {
@@ -83,6 +103,34 @@ func (f *edgeFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	edgeWrite(w, http.StatusOK, `{"user":{"sourcedId":"u"}}`)
+}
+
+// serveDiscovery answers a school's discovery document as the platform does, edited by
+// f.discovery.
+func (f *edgeFake) serveDiscovery(w http.ResponseWriter, tid string) {
+	iss := f.srv.URL + edgeSSOPrefix + tid
+	doc := map[string]any{
+		"issuer": iss, "jwks_uri": iss + "/jwks", "authorization_endpoint": iss + "/authorize", "token_endpoint": iss + "/token",
+		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
+	}
+	if f.discovery != nil {
+		f.discovery(tid, doc)
+	}
+	f.mu.Lock()
+	f.discovered++
+	f.mu.Unlock()
+	if status, ok := doc["status"].(int); ok {
+		edgeWrite(w, status, `{"error":"unavailable"}`)
+		return
+	}
+	body, _ := json.Marshal(doc)
+	edgeWrite(w, http.StatusOK, string(body))
+}
+
+func (f *edgeFake) discoveries() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.discovered
 }
 
 func (f *edgeFake) tokenReqs() []edgeTokenReq {

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/untis-partner/server/internal/discovery"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/store"
 )
@@ -59,6 +60,9 @@ type Config struct {
 	// request failed or a fresh token was refused: BackoffBase after the first failure,
 	// doubling (with jitter) up to BackoffMax. Defaults 2 s and 5 min.
 	BackoffBase, BackoffMax time.Duration
+	// DiscoveryTTL is how long a school's OpenID discovery document is trusted; default
+	// discovery.DefaultTTL (1 h).
+	DiscoveryTTL time.Duration
 }
 
 // Clients hands out platform clients per school and owns the token cache they share. It is safe
@@ -71,6 +75,9 @@ type Clients struct {
 	now    func() time.Time
 	m      clientMetrics
 	tuning tuning
+	// disc is the schools' discovery documents, which name the token endpoint; the sign-in
+	// (internal/sso) uses the same cache.
+	disc *discovery.Cache
 
 	mu      sync.RWMutex
 	tenants map[string]*tenantState // token cache and backoff, per school
@@ -108,6 +115,12 @@ func New(cfg Config) (*Clients, error) {
 		hc = &c
 	}
 	hc.CheckRedirect = refuseRedirects
+	disc, err := discovery.New(discovery.Config{
+		APIURL: cfg.BaseURL, HTTPClient: hc, Logger: cfg.Logger, Metrics: cfg.Metrics, Now: cfg.Now, TTL: cfg.DiscoveryTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("platform: %w", err)
+	}
 	c := &Clients{
 		base:  strings.TrimRight(cfg.BaseURL.String(), "/"),
 		store: cfg.Store,
@@ -124,6 +137,7 @@ func New(cfg Config) (*Clients, error) {
 			backoffMax:     orDuration(cfg.BackoffMax, 5*time.Minute),
 		},
 		tenants: make(map[string]*tenantState),
+		disc:    disc,
 	}
 	if cfg.MaxAttempts == 0 {
 		c.tuning.maxAttempts = 3
@@ -213,10 +227,15 @@ func (c *Clients) ForUser(tenantID, accessToken string) Client {
 // TenantID is the school the client calls for.
 func (cl Client) TenantID() string { return cl.tenantID }
 
-// Invalidate forgets the school's cached token and its backoff, so the next call fetches a token
-// with the credentials in the store. Call it when the credentials change or the school is
-// deactivated; other replicas hear of it through the store (ListenTenantChanges).
+// Discovery is the schools' discovery documents, shared with the sign-in: one per process.
+func (c *Clients) Discovery() *discovery.Cache { return c.disc }
+
+// Invalidate forgets the school's cached token, its backoff and its discovery document, so the
+// next call fetches them again with the credentials in the store. Call it when the credentials
+// change or the school is deactivated; other replicas hear of it through the store
+// (ListenTenantChanges).
 func (c *Clients) Invalidate(tenantID string) {
+	c.disc.Invalidate(tenantID)
 	c.mu.Lock()
 	st := c.tenants[tenantID]
 	delete(c.tenants, tenantID)
@@ -226,8 +245,9 @@ func (c *Clients) Invalidate(tenantID string) {
 	}
 }
 
-// InvalidateAll forgets every cached token and backoff.
+// InvalidateAll forgets every cached token, backoff and discovery document.
 func (c *Clients) InvalidateAll() {
+	c.disc.InvalidateAll()
 	c.mu.Lock()
 	n := len(c.tenants)
 	clear(c.tenants)

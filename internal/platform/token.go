@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/untis-partner/server/internal/discovery"
 )
 
 // tokenResponse is the token endpoint's answer.
@@ -26,38 +28,88 @@ const maxTokenBody = 64 << 10
 // platform's documented 3 minutes.
 const defaultLifetime = 3 * time.Minute
 
-// requestToken asks the school's token endpoint for a client-credentials token: HTTP Basic with
-// the client id and the platform password. RFC 6749 §2.3.1 form-encodes both before Basic, and
-// so do we; partner code that works against the platform sends them as they are, and it is not
-// documented which the platform decodes. So when the platform refuses encoded credentials that
-// encoding changed (a password with '+', '/', '=' ...), they are tried once as they are.
-func (c *Clients) requestToken(ctx context.Context, tenantID, clientID, password string) (*cachedToken, error) {
+// tokenEndpoint is where and how a school's client-credentials token is asked for.
+type tokenEndpoint struct {
+	url string
+	// post sends the client id and the password in the body (client_secret_post) instead of
+	// HTTP Basic (client_secret_basic). Never both.
+	post bool
+}
+
+// tokenEndpointFor reads the school's token endpoint and client authentication from its
+// discovery document (OIDC Discovery §3: the source of truth), from the cache shared with the
+// sign-in, or, for credentials not stored yet (uncached), fetched for this request alone. The
+// documented {issuer}/token with HTTP Basic is used only for what the document does not name, or
+// while it cannot be fetched. A document that names a token endpoint off UNTIS_API_URL, or only
+// client authentication we cannot do, gets no request at all: the password goes nowhere the
+// platform's answer chooses.
+//
+// Untis documents HTTP Basic with clientId:password for this grant, so Basic is used whenever
+// the document lists client_secret_basic or lists nothing, and client_secret_post only when it
+// is all the document lists.
+func (c *Clients) tokenEndpointFor(ctx context.Context, tenantID string, cached bool) (tokenEndpoint, error) {
 	if err := checkTenantID(tenantID); err != nil {
-		return nil, err
+		return tokenEndpoint{}, err
+	}
+	get := c.disc.Get
+	if !cached {
+		get = c.disc.Fetch
+	}
+	doc, err := get(ctx, tenantID)
+	switch {
+	case errors.Is(err, discovery.ErrUnreachable):
+		doc = c.disc.Documented(tenantID)
+	case err != nil:
+		return tokenEndpoint{}, &TokenError{Kind: ErrUnavailable, TenantID: tenantID,
+			Err: fmt.Errorf("the school's OpenID discovery cannot be used: %w", err)}
+	}
+	return tokenEndpoint{
+		url:  doc.TokenEndpoint,
+		post: doc.ClientAuth(discovery.ClientSecretBasic) == discovery.ClientSecretPost,
+	}, nil
+}
+
+// requestToken asks the school's token endpoint ep for a client-credentials token with the client
+// id and the platform password.
+//
+// With HTTP Basic, RFC 6749 §2.3.1 form-encodes both before Basic, and so do we; partner code
+// that works against the platform sends them as they are, and it is not documented which the
+// platform decodes. So when the platform refuses encoded credentials that encoding changed (a
+// password with '+', '/', '=' ...), they are tried once as they are. In the body
+// (client_secret_post) form encoding is the only reading, so there is one request.
+func (c *Clients) requestToken(ctx context.Context, tenantID string, ep tokenEndpoint, clientID, password string) (*cachedToken, error) {
+	if ep.post {
+		return c.tokenRequest(ctx, tenantID, ep, clientID, password)
 	}
 	encodedID, encodedPassword := url.QueryEscape(clientID), url.QueryEscape(password)
-	tok, err := c.tokenRequest(ctx, tenantID, encodedID, encodedPassword)
+	tok, err := c.tokenRequest(ctx, tenantID, ep, encodedID, encodedPassword)
 	if err != nil && errors.Is(err, ErrCredentialsRejected) && (encodedID != clientID || encodedPassword != password) {
-		if tok, rawErr := c.tokenRequest(ctx, tenantID, clientID, password); rawErr == nil {
+		if tok, rawErr := c.tokenRequest(ctx, tenantID, ep, clientID, password); rawErr == nil {
 			return tok, nil
 		}
 	}
 	return tok, err
 }
 
-// tokenRequest makes one client-credentials request with the Basic user and password as given.
-func (c *Clients) tokenRequest(ctx context.Context, tenantID, basicUser, basicPassword string) (*cachedToken, error) {
+// tokenRequest makes one client-credentials request at ep: with the Basic user and password as
+// given, or with them as client_id and client_secret in the body.
+func (c *Clients) tokenRequest(ctx context.Context, tenantID string, ep tokenEndpoint, user, password string) (*cachedToken, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.tuning.tokenTimeout)
 	defer cancel()
-	endpoint := c.base + "/WebUntis/api/sso/v3/" + tenantID + "/token"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint,
-		strings.NewReader("grant_type=client_credentials"))
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if ep.post {
+		form.Set("client_id", user)
+		form.Set("client_secret", password)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("platform: token request for tenant %s: %w", tenantID, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth(basicUser, basicPassword)
+	if !ep.post {
+		req.SetBasicAuth(user, password)
+	}
 
 	// Lifetimes count from before the request was sent, so network time never makes us hold a
 	// token longer than the platform does.
@@ -166,13 +218,20 @@ func tokenErrorKind(status int, code string) error {
 // refused (invalid_grant: the platform's answer to an OIDC secret given as the password), not
 // for an unknown client id or tenant: every attempt on the activation page would otherwise cost
 // the platform two refused token requests for the school.
+//
+// The token endpoint is the one the school's discovery names, read for this proof alone (the
+// school may not be ours yet; storing its credentials drops any cached document anyway).
 func (c *Clients) ProveCredentials(ctx context.Context, tenantID, clientID, secret, password string) error {
-	_, err := c.requestToken(ctx, tenantID, clientID, password)
+	ep, err := c.tokenEndpointFor(ctx, tenantID, false)
+	if err != nil {
+		return err
+	}
+	_, err = c.requestToken(ctx, tenantID, ep, clientID, password)
 	var te *TokenError
 	if err == nil || !errors.As(err, &te) || te.Code != "invalid_grant" || secret == "" || secret == password {
 		return err
 	}
-	if _, swapErr := c.requestToken(ctx, tenantID, clientID, secret); swapErr == nil {
+	if _, swapErr := c.requestToken(ctx, tenantID, ep, clientID, secret); swapErr == nil {
 		return &SwappedError{TenantID: tenantID, Err: err}
 	}
 	return err

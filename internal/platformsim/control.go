@@ -278,12 +278,14 @@ func (s *Sim) apiGetInterop(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiSetInterop changes the switches the body names and keeps the others:
-// {"alternativeEndpoints": true} or {"basicAuthOnly": false}. It answers with all of them.
+// {"alternativeEndpoints": true}, {"basicAuthOnly": false} or {"postAuthOnly": true}
+// (basicAuthOnly and postAuthOnly cannot both be on: 400). It answers with all of them.
 func (s *Sim) apiSetInterop(w http.ResponseWriter, r *http.Request) {
 	tid := chi.URLParam(r, "tenantID")
 	var body struct {
 		AlternativeEndpoints *bool `json:"alternativeEndpoints"`
 		BasicAuthOnly        *bool `json:"basicAuthOnly"`
+		PostAuthOnly         *bool `json:"postAuthOnly"`
 	}
 	if !decodeBody(w, r, &body) {
 		return
@@ -298,6 +300,9 @@ func (s *Sim) apiSetInterop(w http.ResponseWriter, r *http.Request) {
 	}
 	if body.BasicAuthOnly != nil {
 		o.BasicAuthOnly = *body.BasicAuthOnly
+	}
+	if body.PostAuthOnly != nil {
+		o.PostAuthOnly = *body.PostAuthOnly
 	}
 	if err := s.SetInterop(tid, o); err != nil {
 		writeControlErr(w, err)

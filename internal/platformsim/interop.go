@@ -1,6 +1,7 @@
 package platformsim
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -34,10 +35,20 @@ type InteropOptions struct {
 	// BasicAuthOnly makes the school's token endpoint accept only client_secret_basic
 	// (discovery lists only it); a client_secret_post exchange gets invalid_client.
 	BasicAuthOnly bool `json:"basicAuthOnly"`
+	// PostAuthOnly makes the school's token endpoint accept only client_secret_post
+	// (discovery lists only it), for both grants: HTTP Basic gets invalid_client, and the
+	// client-credentials grant takes client_id and the password as client_secret in the body.
+	PostAuthOnly bool `json:"postAuthOnly"`
 }
+
+// ErrAuthOnlyConflict: a token endpoint cannot accept only Basic and only the body at once.
+var ErrAuthOnlyConflict = errors.New("platformsim: basicAuthOnly and postAuthOnly exclude each other")
 
 // SetInterop sets a school's interop switches.
 func (s *Sim) SetInterop(tenantID string, o InteropOptions) error {
+	if o.BasicAuthOnly && o.PostAuthOnly {
+		return ErrAuthOnlyConflict
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.tenants[tenantID]
@@ -86,8 +97,11 @@ func (o InteropOptions) tokenPath() string {
 }
 
 func (o InteropOptions) authMethods() []string {
-	if o.BasicAuthOnly {
+	switch {
+	case o.BasicAuthOnly:
 		return []string{AuthClientSecretBasic}
+	case o.PostAuthOnly:
+		return []string{AuthClientSecretPost}
 	}
 	return []string{AuthClientSecretPost, AuthClientSecretBasic}
 }

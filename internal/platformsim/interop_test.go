@@ -3,6 +3,7 @@ package platformsim_test
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -216,6 +217,99 @@ func TestBasicAuthOnly(t *testing.T) {
 	}
 }
 
+// tokenPost sends a token request to url with form as the body, and HTTP Basic when basicUser
+// is not empty; it answers the status and the OAuth error code.
+func (e *env) tokenPost(url string, form url.Values, basicUser, basicPassword string) (int, string) {
+	e.t.Helper()
+	req, _ := http.NewRequestWithContext(e.t.Context(), http.MethodPost, url, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if basicUser != "" {
+		req.SetBasicAuth(basicUser, basicPassword)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Error
+}
+
+// TestPostAuthOnly: a school whose token endpoint takes only client_secret_post says so in its
+// discovery and enforces it for both grants: HTTP Basic is no client authentication there, and
+// the client-credentials grant takes client_id and the password as client_secret in the body.
+// Both ways at once stay refused, for the client-credentials grant too.
+func TestPostAuthOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, platformsim.Config{})
+	if err := e.sim.SetInterop("1001", platformsim.InteropOptions{PostAuthOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	var methods []string
+	for _, m := range e.discoveryDoc("1001")["token_endpoint_auth_methods_supported"].([]any) {
+		methods = append(methods, m.(string))
+	}
+	if !slices.Equal(methods, []string{"client_secret_post"}) {
+		t.Errorf("post-only auth methods = %v", methods)
+	}
+	teacher := mustUser(t, e.sim, "1001", platformsim.RoleTeacher)
+	basic := e.discoveredConfig("1001", oauth2.AuthStyleInHeader)
+	f := e.authorizeAt(basic, "1001", teacher.SourcedID)
+	_, err := basic.Exchange(e.ctx(), f.code, oauth2.VerifierOption(f.verifier))
+	var re *oauth2.RetrieveError
+	if !asRetrieveError(err, &re) || re.ErrorCode != "invalid_client" || re.Response.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("client_secret_basic at a post-only school: %v, want 401 invalid_client", err)
+	}
+	if _, err := e.discoveredConfig("1001", oauth2.AuthStyleInParams).Exchange(e.ctx(), f.code, oauth2.VerifierOption(f.verifier)); err != nil {
+		t.Fatalf("client_secret_post at a post-only school: %v", err)
+	}
+
+	tokenURL := e.sim.TokenEndpoint("1001")
+	clientID, sec, password, _ := e.sim.Credentials("1001")
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	inBody := func(id, pw string) url.Values {
+		v := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {pw}}
+		return v
+	}
+	for _, tc := range []struct {
+		name           string
+		form           url.Values
+		user, pw       string
+		status         int
+		code           string
+		tid, tokenPath string
+	}{
+		{"Basic at the post-only school", cc, clientID, password, http.StatusUnauthorized, "invalid_client", "1001", tokenURL},
+		{"in the body", inBody(clientID, password), "", "", http.StatusOK, "", "1001", tokenURL},
+		{"in the body, OIDC secret as password", inBody(clientID, sec), "", "", http.StatusBadRequest, "invalid_grant", "1001", tokenURL},
+		{"in the body, wrong password", inBody(clientID, "nope"), "", "", http.StatusUnauthorized, "invalid_client", "1001", tokenURL},
+		{"in the body, other client", inBody("other", password), "", "", http.StatusUnauthorized, "invalid_client", "1001", tokenURL},
+		{"both ways", inBody(clientID, password), clientID, password, http.StatusBadRequest, "invalid_request", "1001", tokenURL},
+		// School 1002 takes the documented HTTP Basic only for this grant, and neither may a
+		// client authenticate twice there.
+		{"in the body at the documented school", inBody("x", "y"), "", "", http.StatusUnauthorized, "invalid_client", "1002", ""},
+		{"both ways at the documented school", inBody("x", "y"), "x", "y", http.StatusBadRequest, "invalid_request", "1002", ""},
+	} {
+		u := tc.tokenPath
+		if u == "" {
+			u = e.sim.TokenEndpoint(tc.tid)
+			id, _, pw, _ := e.sim.Credentials(tc.tid)
+			tc.form.Set("client_id", id)
+			tc.form.Set("client_secret", pw)
+			if tc.user != "" {
+				tc.user, tc.pw = id, pw
+			}
+		}
+		if status, code := e.tokenPost(u, tc.form, tc.user, tc.pw); status != tc.status || code != tc.code {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, status, code, tc.status, tc.code)
+		}
+	}
+	if err := e.sim.SetInterop("1001", platformsim.InteropOptions{PostAuthOnly: true, BasicAuthOnly: true}); !errors.Is(err, platformsim.ErrAuthOnlyConflict) {
+		t.Errorf("both only-switches: %v", err)
+	}
+}
+
 func TestSigningKeysRotateAndRemove(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, platformsim.Config{FreshKeys: true})
@@ -307,6 +401,13 @@ func TestInteropControlAPI(t *testing.T) {
 	if err := json.NewDecoder(e.get(e.url + "/sim/api/tenants/1001").Body).Decode(&ti); err != nil || ti.Interop != o {
 		t.Errorf("tenant info interop = %+v (%v)", ti.Interop, err)
 	}
+	// Only Basic and only the body exclude each other; the refusal changes nothing.
+	if st := post("/tenants/1001/interop", `{"postAuthOnly": true}`, nil); st != http.StatusBadRequest {
+		t.Errorf("postAuthOnly while basicAuthOnly is on: %d, want 400", st)
+	}
+	if st := post("/tenants/1001/interop", `{"basicAuthOnly": false, "postAuthOnly": true}`, &o); st != http.StatusOK || !o.PostAuthOnly || o.BasicAuthOnly || !o.AlternativeEndpoints {
+		t.Errorf("switch to postAuthOnly: %d %+v", st, o)
+	}
 	if st := post("/tenants/9999/interop", `{"basicAuthOnly": true}`, nil); st != http.StatusNotFound {
 		t.Errorf("unknown school: %d", st)
 	}
@@ -365,6 +466,16 @@ func TestInteropPage(t *testing.T) {
 	home = bodyOf(e.get(e.url + "/"))
 	if !strings.Contains(home, "Endpoints at other paths (/auth, /oauth/token): <strong>on</strong>") {
 		t.Error("the page does not show the switch on")
+	}
+	// Only the body: turns only-Basic off, and the page says both.
+	e.redirectTo(form("/sim/tenants/1002/interop", url.Values{"setting": {"post-auth-only"}, "on": {"true"}}))
+	if o, _ := e.sim.Interop("1002"); !o.PostAuthOnly || o.BasicAuthOnly {
+		t.Errorf("after the post-only toggle: %+v", o)
+	}
+	home = bodyOf(e.get(e.url + "/"))
+	if !strings.Contains(home, "accepts only <code>client_secret_post</code>: <strong>on</strong>") ||
+		strings.Contains(home, "accepts only <code>client_secret_basic</code>: <strong>on</strong>") {
+		t.Error("the page does not show post-only on and basic-only off")
 	}
 	if resp := form("/sim/tenants/1002/interop", url.Values{"setting": {"bogus"}, "on": {"true"}}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("unknown setting: %d", resp.StatusCode)

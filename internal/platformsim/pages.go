@@ -101,7 +101,8 @@ func (s *Sim) handleHome(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleInteropToggle flips one of a school's "behave like another OP" switches:
-// form fields setting (alternative-endpoints or basic-auth-only) and on (true or false).
+// form fields setting (alternative-endpoints, basic-auth-only or post-auth-only) and on (true or
+// false). Turning one "only" on turns the other off.
 func (s *Sim) handleInteropToggle(w http.ResponseWriter, r *http.Request) {
 	tid := chi.URLParam(r, "tenantID")
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
@@ -122,9 +123,14 @@ func (s *Sim) handleInteropToggle(w http.ResponseWriter, r *http.Request) {
 		}
 	case "basic-auth-only":
 		o.BasicAuthOnly = on
+		o.PostAuthOnly = o.PostAuthOnly && !on
 		msg = "The school's token endpoint accepts " + strings.Join(o.authMethods(), " and ") + "."
+	case "post-auth-only":
+		o.PostAuthOnly = on
+		o.BasicAuthOnly = o.BasicAuthOnly && !on
+		msg = "The school's token endpoint accepts " + strings.Join(o.authMethods(), " and ") + " (for server-to-server tokens too)."
 	default:
-		s.errorPage(w, http.StatusBadRequest, "Unknown setting", "Pick alternative-endpoints or basic-auth-only.")
+		s.errorPage(w, http.StatusBadRequest, "Unknown setting", "Pick alternative-endpoints, basic-auth-only or post-auth-only.")
 		return
 	}
 	if err := s.SetInterop(tid, o); err != nil {

@@ -124,7 +124,7 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fail, failing := takeFailLocked(s.faults.token, tid)
-	creds := tenantCreds{t.clientID, t.secret, t.password, t.credentialsUsable(), t.scopes, t.interop.BasicAuthOnly}
+	creds := tenantCreds{t.clientID, t.secret, t.password, t.credentialsUsable(), t.scopes, t.interop.BasicAuthOnly, t.interop.PostAuthOnly}
 	s.mu.Unlock()
 
 	if failing {
@@ -152,6 +152,34 @@ type tenantCreds struct {
 	usable                     bool
 	scopes                     []string
 	basicOnly                  bool // only client_secret_basic is accepted (InteropOptions)
+	postOnly                   bool // only client_secret_post is accepted (InteropOptions)
+}
+
+// authenticatedTwice refuses a request that authenticates the client with HTTP Basic and with
+// client_secret in the body. RFC 6749 §2.3: "The client MUST NOT use more than one
+// authentication method in each request." It reports whether it answered.
+func authenticatedTwice(w http.ResponseWriter, r *http.Request, basic bool) bool {
+	if basic && r.Form.Has("client_secret") {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request",
+			"the client authenticated twice (HTTP Basic and client_secret in the body)")
+		return true
+	}
+	return false
+}
+
+// wrongAuthMethod refuses a client authentication the school's discovery does not list
+// (InteropOptions): such a request carries no client authentication at all for this endpoint.
+// It reports whether it answered.
+func (c tenantCreds) wrongAuthMethod(w http.ResponseWriter, basic bool) bool {
+	switch {
+	case c.basicOnly && !basic:
+		writeInvalidClient(w, true, "this token endpoint accepts only client_secret_basic")
+		return true
+	case c.postOnly && basic:
+		writeInvalidClient(w, false, "this token endpoint accepts only client_secret_post")
+		return true
+	}
+	return false
 }
 
 // clientAuth returns the client's id and secret from HTTP Basic (whose
@@ -172,17 +200,7 @@ func unescapeCred(s string) string {
 
 func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, creds tenantCreds) {
 	id, secret, basic := clientAuth(r)
-	if basic && r.Form.Has("client_secret") {
-		// RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in
-		// each request."
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request",
-			"the client authenticated twice (HTTP Basic and client_secret in the body)")
-		return
-	}
-	if creds.basicOnly && !basic {
-		// What the discovery document says: token_endpoint_auth_methods_supported lists only
-		// client_secret_basic, so a client_secret_post is no client authentication at all.
-		writeInvalidClient(w, true, "this token endpoint accepts only client_secret_basic")
+	if authenticatedTwice(w, r, basic) || creds.wrongAuthMethod(w, basic) {
 		return
 	}
 	if id != creds.clientID || !equalConstantTime(secret, creds.secret) || !creds.usable {
@@ -279,16 +297,20 @@ func (s *Sim) exchangeCode(w http.ResponseWriter, r *http.Request, tid string, c
 }
 
 // clientCredentials answers the server-to-server grant: HTTP Basic with the
-// client id and the platform password, never the OIDC secret.
+// client id and the platform password, never the OIDC secret, as the platform
+// documents it; at a school whose token endpoint accepts only client_secret_post
+// (InteropOptions), client_id and the password as client_secret in the body.
 func (s *Sim) clientCredentials(w http.ResponseWriter, r *http.Request, tid string, creds tenantCreds) {
-	id, password, basic := r.BasicAuth()
-	if !basic {
+	id, password, basic := clientAuth(r)
+	if authenticatedTwice(w, r, basic) || creds.wrongAuthMethod(w, basic) {
+		return
+	}
+	if !basic && !creds.postOnly {
 		writeInvalidClient(w, true, "client_credentials needs HTTP Basic authentication with clientId:password")
 		return
 	}
-	id, password = unescapeCred(id), unescapeCred(password)
 	if id != creds.clientID || !creds.usable {
-		writeInvalidClient(w, true, "client authentication failed")
+		writeInvalidClient(w, basic, "client authentication failed")
 		return
 	}
 	if !equalConstantTime(password, creds.password) {
@@ -299,7 +321,7 @@ func (s *Sim) clientCredentials(w http.ResponseWriter, r *http.Request, tid stri
 				"client_credentials needs the platform password, not the OIDC secret")
 			return
 		}
-		writeInvalidClient(w, true, "client authentication failed")
+		writeInvalidClient(w, basic, "client authentication failed")
 		return
 	}
 	// Server-to-server permissions are the application's configuration

@@ -232,7 +232,10 @@ func (e *ssoEnv) metricsText() string {
 // TestSignInAtDiscoveredEndpoints: the authorize and token endpoints, and the client
 // authentication at the token endpoint, are the ones the school's discovery names. The
 // simulator enforces them: documented paths are 404 for a school whose endpoints moved, and
-// client_secret_post is invalid_client where only client_secret_basic is listed.
+// client_secret_post is invalid_client where only client_secret_basic is listed (Basic where
+// only client_secret_post is). The school's server-to-server token comes from the same
+// discovered token endpoint, with the same one discovery fetch: HTTP Basic, as Untis documents
+// for that grant, unless the discovery lists only client_secret_post.
 func TestSignInAtDiscoveredEndpoints(t *testing.T) {
 	t.Parallel()
 	e := newSSOEnv(t)
@@ -246,6 +249,8 @@ func TestSignInAtDiscoveredEndpoints(t *testing.T) {
 		{"other paths", platformsim.InteropOptions{AlternativeEndpoints: true}, "/auth", "/oauth/token", false},
 		{"basic only", platformsim.InteropOptions{BasicAuthOnly: true}, "/authorize", "/token", true},
 		{"other paths and basic only", platformsim.InteropOptions{AlternativeEndpoints: true, BasicAuthOnly: true}, "/auth", "/oauth/token", true},
+		{"post only", platformsim.InteropOptions{PostAuthOnly: true}, "/authorize", "/token", false},
+		{"other paths and post only", platformsim.InteropOptions{AlternativeEndpoints: true, PostAuthOnly: true}, "/auth", "/oauth/token", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tid := e.school(t, string(rune('1'+i))+"101", tc.o, "")
@@ -271,6 +276,24 @@ func TestSignInAtDiscoveredEndpoints(t *testing.T) {
 			}
 			if tc.basic && tr.form.Has("client_id") {
 				t.Error("client_secret_basic request also names client_id in the body")
+			}
+
+			if _, err := platform.Collect(e.platform.For(tid).Schools(context.Background(), platform.ListOptions{})); err != nil {
+				t.Fatalf("server-to-server call: %v", err)
+			}
+			cc := e.proxy.lastToken(t)
+			if cc.form.Get("grant_type") != "client_credentials" || cc.path != tc.tokPth {
+				t.Errorf("client-credentials token at %s (grant %q), want %s", cc.path, cc.form.Get("grant_type"), tc.tokPth)
+			}
+			wantBasic := !tc.o.PostAuthOnly
+			if _, inBody := cc.form["client_secret"]; cc.basic != wantBasic || inBody == wantBasic {
+				t.Errorf("client-credentials token: Basic %v, client_secret in body %v; want Basic %v only", cc.basic, inBody, wantBasic)
+			}
+			if n := e.sim.Stats().DiscoveryFetches[tid]; n != 1 {
+				t.Errorf("%d discovery fetches for a sign-in and a server-to-server token, want 1", n)
+			}
+			if tn := e.tenant(t, tid); tn.CredentialsFailingSince != nil {
+				t.Errorf("credentials marked failing: %s", tn.CredentialsFailureReason)
 			}
 		})
 	}
@@ -382,6 +405,43 @@ func TestDiscoveryFallbackAndRefusals(t *testing.T) {
 			t.Errorf("token request %+v, want client_secret_post (the documented way) when listed", tr)
 		}
 	})
+}
+
+// TestSharedDiscoveryLifetime: the school's discovery, shared by sign-ins and server-to-server
+// tokens, is trusted for an hour, and fetched again at once after a credential or state change
+// (tenant_changed: the sign-in's Invalidate, or the platform client's).
+func TestSharedDiscoveryLifetime(t *testing.T) {
+	t.Parallel()
+	e := newSSOEnv(t)
+	tid := e.school(t, "5501", platformsim.InteropOptions{AlternativeEndpoints: true}, "")
+	fetches := func() int { return e.sim.Stats().DiscoveryFetches[tid] }
+	step := func(what string, want int) {
+		t.Helper()
+		if _, _, err := e.signIn(t, tid); err != nil {
+			t.Fatalf("%s: sign-in: %v", what, err)
+		}
+		if n := fetches(); n != want {
+			t.Errorf("%s: %d discovery fetches, want %d", what, n, want)
+		}
+	}
+	step("first sign-in", 1)
+	e.sim.Advance(time.Hour - time.Minute)
+	step("within the hour", 1)
+	e.sim.Advance(time.Minute)
+	step("after the hour", 2)
+	e.svc.Invalidate(tid)
+	step("after the sign-in's Invalidate", 3)
+	e.platform.Invalidate(tid)
+	step("after the platform client's Invalidate", 4)
+	e.svc.ChangeHandler().Resync()
+	step("after a resync", 5)
+	// The server-to-server token after all that still needs no fetch of its own.
+	if _, err := platform.Collect(e.platform.For(tid).Schools(context.Background(), platform.ListOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	if n := fetches(); n != 5 {
+		t.Errorf("the server-to-server token fetched the discovery again: %d", n)
+	}
 }
 
 // TestOIDCSecretRefused: a token endpoint that refuses the client at a code exchange is a

@@ -235,12 +235,10 @@ func newKeyService(clock *testClock, client *http.Client) *Service {
 	}
 }
 
-// name makes a school's discovery name the key set, as fill does.
+// name makes a school's discovery name the key set, as issuerFor does.
 func (s *Service) name(tid string, k *keySet) {
-	ready := make(chan struct{})
-	close(ready)
 	s.mu.Lock()
-	s.issuers[tid] = &issuerEntry{ready: ready, keys: k, fetched: s.now()}
+	s.issuers[tid] = &issuerEntry{keys: k}
 	s.mu.Unlock()
 }
 

@@ -162,10 +162,18 @@ func boundedName(k string) string {
 	return k
 }
 
+// noLanding reports whether a cleaned path is no place to land after signing in: /launch (it
+// would start another sign-in, a loop), and the gateway's machine endpoints under /_untis/
+// (forward-auth, keys, static files), which show a person nothing.
+func noLanding(p string) bool {
+	return p == "/launch" || strings.HasPrefix(p, "/launch/") || p == "/_untis" || strings.HasPrefix(p, "/_untis/")
+}
+
 // SafeReturnPath reports whether p is a path inside this app that a redirect may send the user
 // to, and returns it cleaned. It must start with exactly one '/', contain no backslash, no
 // control character or space, no scheme or host, no encoded slash or backslash, and must not
-// lead back into the sign-in itself (/launch would start another sign-in, a loop).
+// lead back into the sign-in itself (/launch would start another sign-in, a loop) or to the
+// gateway's machine endpoints (/_untis/).
 func SafeReturnPath(p string) (string, bool) {
 	if p == "" || len(p) > maxReturnPathLength || p[0] != '/' {
 		return "", false
@@ -193,12 +201,12 @@ func SafeReturnPath(p string) (string, bool) {
 	// Cleaned in its escaped form, so what the browser receives is exactly what was checked.
 	escaped := u.EscapedPath()
 	clean := path.Clean(escaped)
-	if strings.HasPrefix(clean, "//") || clean == "/launch" || strings.HasPrefix(clean, "/launch/") {
+	if strings.HasPrefix(clean, "//") || noLanding(clean) {
 		return "", false
 	}
 	// The loop check also runs on the decoded path: browsers read "%2e%2e" as "..", so
 	// "/x/%2e%2e/launch" arrives as /launch, and "/%6caunch" is /launch to whatever decodes it.
-	if decoded := path.Clean(u.Path); decoded == "/launch" || strings.HasPrefix(decoded, "/launch/") {
+	if noLanding(path.Clean(u.Path)) {
 		return "", false
 	}
 	out := clean

@@ -141,6 +141,13 @@ var returnPathRejects = []struct{ name, in string }{
 	{"encoded letter launch", "/%6caunch"},
 	{"encoded letters launch", "/%6C%61%75%6E%63%68?code=1"},
 
+	// The gateway's machine endpoints: nothing there for a person.
+	{"forward-auth", "/_untis/auth"},
+	{"untis root", "/_untis"},
+	{"untis static", "/_untis/static/app.css"},
+	{"dotdot untis", "/x/../_untis/auth"},
+	{"encoded untis", "/%5funtis/auth"},
+
 	// Too long.
 	{"over-long", "/" + strings.Repeat("a", maxReturnPathLength)},
 	{"over-long query", "/a?" + strings.Repeat("x", maxReturnPathLength)},
@@ -168,6 +175,8 @@ var returnPathAccepts = []struct{ in, want string }{
 	{"/a//b", "/a/b"},
 	{"/a/../..//evil.com", "/evil.com"},
 	{"/launchpad", "/launchpad"},
+	{"/_untisx", "/_untisx"},
+	{"/x/_untis/auth", "/x/_untis/auth"},
 	{"/x/launch", "/x/launch"},
 	{"/timetable?next=/launch", "/timetable?next=/launch"},
 	{"/timetable?return_to=//evil.com", "/timetable?return_to=//evil.com"},

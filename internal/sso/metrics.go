@@ -8,7 +8,6 @@ type ssoMetrics struct {
 	started     *metrics.Counter
 	logins      *metrics.CounterVec
 	duration    *metrics.Histogram
-	discovery   *metrics.CounterVec
 	jwksFetches *metrics.Counter
 	jwksRefresh *metrics.CounterVec
 }
@@ -21,7 +20,6 @@ func newMetrics(r *metrics.Registry) ssoMetrics {
 		duration: r.NewHistogram("sso_login_duration_seconds",
 			"Time to complete a sign-in callback: code exchange, id_token check and OneRoster profile.",
 			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
-		discovery: r.NewCounterVec("sso_discovery_fetches_total", "Fetches of schools' OpenID discovery documents.", "outcome"),
 		jwksFetches: r.NewCounter("sso_jwks_fetches_total",
 			"Fetches of the platform's JWKS: first use, an unknown key id (a key id still unknown after a fetch waits 30 s per URL), and refreshes after the JWKS's max-age."),
 		jwksRefresh: r.NewCounterVec("sso_jwks_background_refreshes_total",

@@ -23,6 +23,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/untis-partner/server/internal/discovery"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/platform"
 	"github.com/untis-partner/server/internal/store"
@@ -35,7 +36,6 @@ const Scopes = "openid roster-core.readonly"
 const (
 	DefaultFlowTTL         = 10 * time.Minute
 	DefaultJWKSMinInterval = 30 * time.Second
-	DefaultDiscoveryTTL    = time.Hour
 	// DefaultJWKSRefreshCheck is how often the background refresh looks for key sets whose
 	// max-age is about to end.
 	DefaultJWKSRefreshCheck = 30 * time.Second
@@ -44,9 +44,6 @@ const (
 	jwksIdleAfter = time.Hour
 	// jwksRefreshParallel bounds the background fetches running at once.
 	jwksRefreshParallel = 4
-	// discoveryRetryAfter is how long a failed discovery is remembered before it is tried again.
-	discoveryRetryAfter = 5 * time.Second
-	maxDiscoveryBytes   = 64 << 10
 )
 
 // Config is what the service needs.
@@ -56,8 +53,10 @@ type Config struct {
 	// RedirectURL is PUBLIC_URL + /launch, the redirect_uri registered with the platform.
 	RedirectURL string
 	Store       *store.Store
-	Platform    *platform.Clients
-	// HTTPClient makes the token, discovery and JWKS requests; nil means platform.NewHTTPClient().
+	// Platform is the server-to-server client; its discovery cache (one per process) is the
+	// sign-in's too, so a school's discovery is fetched once for both.
+	Platform *platform.Clients
+	// HTTPClient makes the token and JWKS requests; nil means platform.NewHTTPClient().
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Metrics    *metrics.Registry
@@ -67,8 +66,6 @@ type Config struct {
 	// JWKSMinInterval is the least time between two fetches of one JWKS URL
 	// (DefaultJWKSMinInterval).
 	JWKSMinInterval time.Duration
-	// DiscoveryTTL is how long a school's discovery document is trusted (DefaultDiscoveryTTL).
-	DiscoveryTTL time.Duration
 	// JWKSRefreshCheck is how often RefreshKeys looks for key sets to refresh
 	// (DefaultJWKSRefreshCheck).
 	JWKSRefreshCheck time.Duration
@@ -77,14 +74,14 @@ type Config struct {
 // Service starts and completes sign-ins. It is safe for concurrent use; one per process.
 type Service struct {
 	cfg    Config
-	api    string // APIURL without a trailing slash
 	client *http.Client
+	disc   *discovery.Cache // shared with the platform client
 	log    *slog.Logger
 	now    func() time.Time
 	m      ssoMetrics
 
 	mu      sync.Mutex
-	issuers map[string]*issuerEntry // by tenant id
+	issuers map[string]*issuerEntry // by tenant id: what the current shared document gave
 	keysets map[string]*keySet      // by JWKS URL; kept across invalidations so the fetch limit holds
 }
 
@@ -111,16 +108,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.JWKSMinInterval <= 0 {
 		cfg.JWKSMinInterval = DefaultJWKSMinInterval
 	}
-	if cfg.DiscoveryTTL <= 0 {
-		cfg.DiscoveryTTL = DefaultDiscoveryTTL
-	}
 	if cfg.JWKSRefreshCheck <= 0 {
 		cfg.JWKSRefreshCheck = DefaultJWKSRefreshCheck
 	}
 	return &Service{
 		cfg:     cfg,
-		api:     strings.TrimSuffix(cfg.APIURL.String(), "/"),
 		client:  cfg.HTTPClient,
+		disc:    cfg.Platform.Discovery(),
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		m:       newMetrics(cfg.Metrics),
@@ -131,7 +125,7 @@ func New(cfg Config) (*Service, error) {
 
 // Issuer is the school's issuer: {UNTIS_API_URL}/WebUntis/api/sso/v3/{tenantId}. The platform
 // documents its authorize and token endpoints below it; its discovery may name others.
-func (s *Service) Issuer(tenantID string) string { return s.api + "/WebUntis/api/sso/v3/" + tenantID }
+func (s *Service) Issuer(tenantID string) string { return s.disc.Issuer(tenantID) }
 
 // oauthConfig is the school's OAuth client at the endpoints its discovery names (e), with the
 // client authentication it supports.
@@ -148,8 +142,8 @@ func (s *Service) oauthConfig(e *issuerEntry, clientID, secret string) *oauth2.C
 // documentedEndpoints are the school's endpoints as the platform's documentation builds them,
 // for a sign-in that starts while its discovery cannot be fetched.
 func (s *Service) documentedEndpoints(tenantID string) *issuerEntry {
-	iss := s.Issuer(tenantID)
-	return &issuerEntry{issuer: iss, authURL: iss + "/authorize", tokenURL: iss + "/token", authStyle: oauth2.AuthStyleInParams}
+	d := s.disc.Documented(tenantID)
+	return &issuerEntry{doc: d, issuer: d.Issuer, authURL: d.AuthorizationEndpoint, tokenURL: d.TokenEndpoint, authStyle: authStyleFor(d)}
 }
 
 // discoveryFailure is the sign-in failure for a school whose discovery cannot be used.
@@ -418,9 +412,11 @@ func (s *Service) profile(ctx context.Context, tid, sub, accessToken string) (st
 	return out, nil
 }
 
-// Invalidate forgets the school's discovery, so the next sign-in rebuilds its verifier. Call it
-// when the school's credentials or state change.
+// Invalidate forgets the school's discovery (in the cache shared with the platform client too),
+// so the next sign-in fetches it again and rebuilds its verifier. Call it when the school's
+// credentials or state change.
 func (s *Service) Invalidate(tenantID string) {
+	s.disc.Invalidate(tenantID)
 	s.mu.Lock()
 	delete(s.issuers, tenantID)
 	s.mu.Unlock()
@@ -428,6 +424,7 @@ func (s *Service) Invalidate(tenantID string) {
 
 // InvalidateAll forgets every school's discovery.
 func (s *Service) InvalidateAll() {
+	s.disc.InvalidateAll()
 	s.mu.Lock()
 	clear(s.issuers)
 	s.mu.Unlock()

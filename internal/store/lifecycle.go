@@ -12,8 +12,9 @@ import (
 )
 
 // The school lifecycle, written in one durable transaction per change: the webhook's receipt (when
-// a webhook caused it), the change itself, an audit event, and a tenant_changed notification so
-// every replica drops its cached tokens and verifiers for the school.
+// a webhook caused it), the change itself, the event for the partner's app (events.go), an audit
+// event, and a tenant_changed notification so every replica drops its cached tokens and verifiers
+// for the school (and its event workers look for the new event).
 //
 //	(unknown) ──CREATED/REACTIVATED/RESET/manual──▶ pending_setup ──setup saved──▶ active
 //	      └───────────────────────────────────────────────────────────────────────▶ active (no setup fields)
@@ -106,6 +107,9 @@ func (s *Store) ReceiveCredentials(ctx context.Context, rc Receipt, c Credential
 		if err := markWebhook(ctx, tx, rc); err != nil {
 			return err
 		}
+		if err := insertCredentialsEvent(ctx, tx, rc.TenantID, prev, out.State, SourceWebhook); err != nil {
+			return err
+		}
 		if err := audit(ctx, tx, rc.TenantID, "webhook", "credentials.stored", map[string]any{
 			"event": rc.EventType, "previous_state": prev, "state": out.State, "credentials_version": out.Version,
 			"client_id": c.ClientID, "source": SourceWebhook, "receipt": receiptRef(rc)}); err != nil {
@@ -161,6 +165,9 @@ func (s *Store) ActivateWithCredentials(ctx context.Context, tenantID string, c 
 			return err
 		}
 		if state, version, err = s.storeCredentials(ctx, tx, tenantID, prev, c, sealedSecret, sealedPassword, nil, setup); err != nil {
+			return err
+		}
+		if err := insertCredentialsEvent(ctx, tx, tenantID, prev, state, c.Source); err != nil {
 			return err
 		}
 		// Never a secret value in the audit trail: who, what, which version and client id.
@@ -341,7 +348,8 @@ func endTenant(ctx context.Context, tx pgx.Tx, tenantID string, deletion bool, a
 			`DELETE FROM tenant_settings WHERE tenant_id = $1`,
 			`UPDATE tenants SET name = '', country = '', region = '', language = '', host = '',
 				activator_email = '', activator_username = '', school_email = '', school_phone = ''
-			WHERE tenant_id = $1`)
+			WHERE tenant_id = $1`,
+			purgeEventsSQL)
 	}
 	counts := map[string]int64{}
 	for _, q := range stmts {
@@ -359,6 +367,12 @@ func endTenant(ctx context.Context, tx pgx.Tx, tenantID string, deletion bool, a
 			credentials_failing_since = NULL, credentials_failure_reason = '', updated_at = now()
 		WHERE tenant_id = $1`, tenantID, state); err != nil {
 		return Outcome{}, err
+	}
+	if state != prev {
+		// A repeated deactivation, or a deletion of a deleted school, tells the app nothing new.
+		if err := insertEndEvent(ctx, tx, tenantID, prev, state, actor, detail); err != nil {
+			return Outcome{}, err
+		}
 	}
 	out.SessionsEnded, out.SignInsEnded = counts["sessions"], counts["auth_flows"]
 	detail["previous_state"], detail["state"], detail["deleted"] = prev, state, counts

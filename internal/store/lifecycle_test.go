@@ -789,6 +789,12 @@ func TestDeletionLeavesNothingOfTheSchool(t *testing.T) {
 					if n != 1 {
 						t.Errorf("tenants has %d rows of the deleted school, want 1", n)
 					}
+				case "events":
+					// Only the news of the deletion itself waits for the partner's app; the
+					// school's earlier events (its name, its setup answers) are gone.
+					if n != 1 || lcCount(t, s, `SELECT count(*) FROM events WHERE tenant_id = 'A' AND type = $1`, store.EventDeleted) != 1 {
+						t.Errorf("events has %d rows of the deleted school, want its one school.deleted", n)
+					}
 				default:
 					if n != 0 {
 						t.Errorf("%s still has %d rows of the deleted school", tbl, n)

@@ -55,6 +55,9 @@ type TenantChangeHandler struct {
 	TenantSessionsChanged func(tenantID string)
 	// PingEvery is how long a quiet connection waits before it is pinged; default 30 s.
 	PingEvery time.Duration
+	// EventsQueued, if set, is called when an operator queued lifecycle events again (a retry),
+	// so the event workers look at once. New events come with a Changed of their school.
+	EventsQueued func()
 }
 
 // Also returns a handler that calls h and then each of others (their PingEvery is ignored), so
@@ -80,6 +83,13 @@ func (h TenantChangeHandler) Also(others ...TenantChangeHandler) TenantChangeHan
 			for _, x := range all {
 				if x.Disconnected != nil {
 					x.Disconnected()
+				}
+			}
+		},
+		EventsQueued: func() {
+			for _, x := range all {
+				if x.EventsQueued != nil {
+					x.EventsQueued()
 				}
 			}
 		},
@@ -183,7 +193,7 @@ func (s *Store) listenOnce(ctx context.Context, h TenantChangeHandler) (connecte
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+tenantChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+tenantChannel+"; LISTEN "+eventsChannel); err != nil {
 		return false, fmt.Errorf("listen: %w", err)
 	}
 	if h.hearsSessions() {
@@ -205,6 +215,10 @@ func (s *Store) listenOnce(ctx context.Context, h TenantChangeHandler) (connecte
 				h.Changed(n.Payload)
 			case sessionChannel:
 				h.sessionChanged(n.Payload)
+			case eventsChannel:
+				if h.EventsQueued != nil {
+					h.EventsQueued()
+				}
 			}
 		case ctx.Err() != nil:
 			return true, nil

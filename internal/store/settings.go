@@ -82,6 +82,9 @@ func (s *Store) SaveSetup(ctx context.Context, tenantID string, answers map[stri
 		if len(changed) == 0 && state == prev {
 			return nil
 		}
+		if err := insertSetupEvent(ctx, tx, tenantID, prev, state, old, changed); err != nil {
+			return err
+		}
 		if err := audit(ctx, tx, tenantID, actor, "setup.saved", map[string]any{"fields": changed, "previous_state": prev, "state": state}); err != nil {
 			return err
 		}
