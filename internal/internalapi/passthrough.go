@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,8 +128,8 @@ func platformPath(w http.ResponseWriter, r *http.Request, tenantID, root string)
 // pass makes the platform call for a reachable school and streams its answer.
 func (a *API) pass(w http.ResponseWriter, r *http.Request, tenantID, endpoint string, req platform.StreamRequest) {
 	ctx := r.Context()
-	if err := checkQuery(req.RawQuery); err != nil {
-		writeProblem(w, r, problem{kind: kindBadRequest, TenantID: tenantID, detail: err.Error()})
+	if why := queryProblem(req.RawQuery); why != "" {
+		writeProblem(w, r, problem{kind: kindBadRequest, TenantID: tenantID, detail: why})
 		return
 	}
 	t, err := a.store.Tenant(ctx, tenantID)
@@ -228,17 +229,21 @@ func (a *API) copyBody(w http.ResponseWriter, r *http.Request, rc *http.Response
 	}
 }
 
-// checkQuery refuses a query that cannot go to the platform as it is.
-func checkQuery(q string) error {
+// queryProblem says why a query cannot go to the platform as it is, or "" when it can (the
+// platform client checks it again; this answers before the database is asked).
+func queryProblem(q string) string {
 	if len(q) > platform.MaxRawQuery {
-		return errors.New("The query is longer than " + strconv.Itoa(platform.MaxRawQuery) + " bytes.")
+		return "The query is longer than " + strconv.Itoa(platform.MaxRawQuery) + " bytes."
 	}
 	for i := 0; i < len(q); i++ {
 		if c := q[i]; c <= 0x20 || c >= 0x7f || c == '#' {
-			return errors.New("The query has a character that must be percent-encoded (spaces as %20, quotes as %27).")
+			return "The query has a character that must be percent-encoded (spaces as %20, quotes as %27)."
 		}
 	}
-	return nil
+	if _, err := url.ParseQuery(q); err != nil {
+		return "The query has a malformed percent-encoding."
+	}
+	return ""
 }
 
 // platformProblem answers a failed platform call with its problem type.
@@ -247,6 +252,9 @@ func (a *API) platformProblem(w http.ResponseWriter, r *http.Request, tenantID s
 		setOutcome(r, "client_gone") // nobody reads the answer
 		return
 	}
+	// The error names the platform path, status and the platform's words; never a token.
+	a.log.Info("internal api: platform call failed", "tenant_id", tenantID, "err", err,
+		"request_id", w.Header().Get("X-Request-Id"))
 	var (
 		be *platform.BackoffError
 		ae *platform.APIError
@@ -284,10 +292,6 @@ func (a *API) platformProblem(w http.ResponseWriter, r *http.Request, tenantID s
 			detail: "The platform did not answer in time."})
 	default:
 		a.internalError(w, r, "call the platform", err)
-	}
-	if s := stateOf(r).outcome; s != "" && s != kindInternal.slug && s != kindBadRequest.slug {
-		a.log.Info("internal api: platform call failed", "tenant_id", tenantID, "err", err,
-			"request_id", w.Header().Get("X-Request-Id"))
 	}
 }
 

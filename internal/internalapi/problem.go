@@ -1,6 +1,7 @@
 package internalapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -101,7 +102,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {
 		TenantID: p.TenantID, State: p.State, RetryAfter: p.retryAfter,
 		PlatformStatus: p.PlatformStatus, PlatformCode: p.PlatformCode, PlatformMessage: p.PlatformMessage,
 	}
-	b, err := json.Marshal(body)
+	b, err := marshal(body)
 	if err != nil {
 		b = []byte(`{"type":"` + kindInternal.typeURI() + `","title":"Internal error","status":500}`)
 		status = http.StatusInternalServerError
@@ -126,6 +127,18 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p problem) {
 	setOutcome(r, p.kind.slug)
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// marshal is json.Marshal without HTML escaping: the answers are JSON for programs, where
+// "<token>" reads better than "\u003ctoken\u003e" (the problem type says nosniff).
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // serveProblemDoc answers GET /problems/{slug}: what the problem type means, in plain text (it

@@ -1,7 +1,6 @@
 package internalapi
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -165,7 +164,7 @@ func tenantParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		writeProblem(w, r, problem{kind: kindInternal})
 		return
