@@ -2,6 +2,7 @@ package platform_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -176,21 +177,27 @@ func streamBodyMayTakeLongerThanTheHeaderTimeout(t *testing.T, st *store.Store) 
 	tid := edgeTID()
 	f := &edgeFake{api: func(w http.ResponseWriter, r *http.Request, n int) {
 		w.WriteHeader(http.StatusOK)
-		for i := range 8 {
-			_, _ = w.Write([]byte("part" + string(rune('0'+i))))
+		for i := range 30 {
+			_, _ = fmt.Fprintf(w, "part%02d", i)
 			http.NewResponseController(w).Flush()
-			time.Sleep(25 * time.Millisecond)
+			time.Sleep(15 * time.Millisecond)
 		}
 	}}
-	w := newEdgeWorld(t, st, f, platform.Config{RequestTimeout: 50 * time.Millisecond, StreamIdleTimeout: 5 * time.Second}, tid)
+	// 30 parts 15 ms apart: longer in all than both the header timeout and the idle timeout,
+	// with every gap far below the idle timeout.
+	w := newEdgeWorld(t, st, f, platform.Config{RequestTimeout: 50 * time.Millisecond, StreamIdleTimeout: 300 * time.Millisecond}, tid)
 	resp, err := w.clients.For(tid).Stream(edgeCtx(t), "test.stream", platform.StreamRequest{Path: "/ims/oneroster/v1p1/users"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil || string(b) != "part0part1part2part3part4part5part6part7" {
-		t.Errorf("body %q, %v: a body that keeps moving is not cut by the header timeout", b, err)
+	var want strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&want, "part%02d", i)
+	}
+	if err != nil || string(b) != want.String() {
+		t.Errorf("body %q, %v: a body that keeps moving is cut neither by the header timeout nor by the idle one", b, err)
 	}
 }
 
