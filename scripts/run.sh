@@ -19,6 +19,7 @@ sim_port="${SIM_PORT:-8081}"
 server_url="http://localhost:$server_port"
 embed_mode="${EMBED_MODE:-true}"
 sim_url="http://localhost:$sim_port"
+internal_port="${INTERNAL_PORT:-8082}" # the platform API for the partner's app (internal listener)
 local_dir="$repo/.local"
 mkdir -p "$local_dir" "$repo/bin"
 
@@ -35,9 +36,9 @@ if ! command -v curl >/dev/null; then
     die "curl is needed: install it (e.g. sudo apt-get install curl)"
   fi
 fi
-for port in "$server_port" "$sim_port"; do
+for port in "$server_port" "$sim_port" "$internal_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port is already in use (another make run?); stop it, or choose other ports: SERVER_PORT=9080 SIM_PORT=9081 make run"
+    die "port $port is already in use (another make run?); stop it, or choose other ports: SERVER_PORT=9080 SIM_PORT=9081 INTERNAL_PORT=9082 make run"
   fi
 done
 
@@ -53,6 +54,11 @@ if [ ! -f "$env_file" ]; then
   say "generating local secrets in $env_file"
   umask 077
   printf 'ENCRYPTION_KEYS=local1:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$env_file"
+fi
+# The internal API's bearer token (the partner app's key to the platform API), also added to an
+# env file from before it existed.
+if ! grep -q '^INTERNAL_API_TOKEN=' "$env_file"; then
+  (umask 077 && printf 'INTERNAL_API_TOKEN=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >>"$env_file")
 fi
 # shellcheck disable=SC1090
 set -a; . "$env_file"; set +a
@@ -90,6 +96,7 @@ bin/platformsim -addr "127.0.0.1:$sim_port" -base-url "$sim_url" -partner-url "$
   -webhook-key-file "$webhook_key" -signing-key-file "$signing_key" -state-file "$local_dir/sim-state.json" &
 pids+=($!)
 
+INTERNAL_LISTEN_ADDR="127.0.0.1:$internal_port" \
 PUBLIC_URL="$server_url" UNTIS_API_URL="$sim_url" LISTEN_ADDR="127.0.0.1:$server_port" EMBED_MODE="$embed_mode" \
   LOG_FORMAT="${LOG_FORMAT:-text}" SHUTDOWN_DELAY="${SHUTDOWN_DELAY:-0s}" bin/server serve &
 pids+=($!)
@@ -144,6 +151,7 @@ cat >&2 <<READY
     Partner server:           $server_url    (health: $server_url/readyz, metrics: $server_url/metrics)
     Operator console:         $server_url/admin    (local demo account: $demo_operator / $demo_operator_password)
     Manual activation:        $server_url/activate    (onboarding without a webhook)
+    Platform API (your app):  http://127.0.0.1:$internal_port/v1/schools    (Authorization: Bearer \$(grep ^INTERNAL_API_TOKEN= .local/env | cut -d= -f2-))
     Database:                 $db_shown
     Mode:                     $mode_line
   Demo schools:

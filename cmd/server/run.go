@@ -221,7 +221,12 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return fmt.Errorf("listen on %s (%s): %w", cfg.ListenAddr, config.EnvListenAddr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String())
-	err = httpserver.Serve(ctx, httpserver.NewHTTPServer(srv.Handler(), log), ln, httpserver.ShutdownPlan{
+	internal, err := listenInternal(cfg, st, platformClients, reg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	err = serveAll(ctx, listener{httpserver.NewHTTPServer(srv.Handler(), log), ln}, internal, httpserver.ShutdownPlan{
 		Delay:   cfg.ShutdownDelay,
 		Timeout: cfg.ShutdownTimeout,
 		Begin: func() {

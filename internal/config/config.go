@@ -28,6 +28,7 @@ import (
 
 	"github.com/untis-partner/server/internal/events"
 	"github.com/untis-partner/server/internal/gateway"
+	"github.com/untis-partner/server/internal/internalapi"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/setup"
 )
@@ -70,6 +71,12 @@ const (
 	EnvEventsTimeout       = "EVENTS_TIMEOUT"
 	EnvEventsRetryFor      = "EVENTS_RETRY_FOR"
 	EnvEventsRetention     = "EVENTS_RETENTION"
+
+	// The platform API for the partner's app (issue 14), on a listener of its own.
+	EnvInternalListenAddr = "INTERNAL_LISTEN_ADDR"
+	EnvInternalAPIToken   = "INTERNAL_API_TOKEN"
+	EnvInternalWritePaths = "INTERNAL_API_WRITE_PATHS"
+	EnvInternalMaxBody    = "INTERNAL_API_MAX_BODY"
 )
 
 // Config is the validated configuration.
@@ -133,6 +140,12 @@ type Config struct {
 	EventsTimeout   time.Duration
 	EventsRetryFor  time.Duration
 	EventsRetention time.Duration
+	// The internal API. InternalListenAddr "" turns it off; when set, InternalAPITokens holds at
+	// least one token (the first is current; more are accepted while the app changes over).
+	InternalListenAddr string
+	InternalAPITokens  []string
+	InternalWritePaths internalapi.WriteRules
+	InternalMaxBody    int64 // 0: no limit
 
 	raw map[string]string // as given, for Describe
 }
@@ -398,6 +411,35 @@ var options = []option{
 	}},
 	{name: EnvEventsRetryFor, def: "72h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetryFor })},
 	{name: EnvEventsRetention, def: "720h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetention })},
+	{name: EnvInternalListenAddr, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("must be host:port or :port, such as 127.0.0.1:8082 (%v)", err)
+		}
+		c.InternalListenAddr = v
+		return nil
+	}},
+	{name: EnvInternalAPIToken, secret: true, fromFile: true, apply: func(c *Config, v string) error {
+		for _, t := range splitList(v) {
+			if len(t) < 32 || strings.ContainsFunc(t, func(r rune) bool { return r <= 0x20 || r >= 0x7f }) {
+				return errors.New("each token must be at least 32 visible ASCII characters, such as the output of: head -c 32 /dev/urandom | base64")
+			}
+			c.InternalAPITokens = append(c.InternalAPITokens, t)
+		}
+		return nil
+	}},
+	{name: EnvInternalWritePaths, apply: func(c *Config, v string) error {
+		rules, err := internalapi.ParseWriteRules(v)
+		c.InternalWritePaths = rules
+		return err
+	}},
+	{name: EnvInternalMaxBody, def: "1MiB", apply: func(c *Config, v string) error {
+		n, err := parseSize(v)
+		c.InternalMaxBody = n
+		return err
+	}},
 }
 
 // Load reads every option through getenv (os.Getenv in production, a map in tests). Values that
@@ -432,7 +474,33 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, &Error{Var: EnvEventsSecret, Msg: "is required when " + EnvEventsURL + " is set (also accepted as " +
 			EnvEventsSecret + "_FILE): the events are signed with it; make one with: echo whsec_$(head -c 32 /dev/urandom | base64)"}
 	}
+	if err := c.checkInternal(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkInternal checks the internal API's settings against each other: a listener needs a token
+// (an open API would hand every school's data to whoever reaches it), and never shares the
+// public listener's port.
+func (c *Config) checkInternal() error {
+	if c.InternalListenAddr == "" {
+		if c.InternalWritePaths.Len() > 0 {
+			return &Error{Var: EnvInternalWritePaths, Msg: "is set but " + EnvInternalListenAddr + " is not (write paths are the internal API's)"}
+		}
+		return nil
+	}
+	if len(c.InternalAPITokens) == 0 {
+		return &Error{Var: EnvInternalAPIToken, Msg: "is required when " + EnvInternalListenAddr +
+			" is set (also accepted as " + EnvInternalAPIToken + "_FILE); make one with: head -c 32 /dev/urandom | base64"}
+	}
+	ih, ip, _ := net.SplitHostPort(c.InternalListenAddr)
+	lh, lp, _ := net.SplitHostPort(c.ListenAddr)
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	if ip == lp && ip != "0" && (strings.EqualFold(ih, lh) || wildcard(ih) || wildcard(lh)) {
+		return &Error{Var: EnvInternalListenAddr, Msg: "uses the port of " + EnvListenAddr + "; the internal API needs a listener of its own, such as 127.0.0.1:8082"}
+	}
+	return nil
 }
 
 // checkGateway checks the gateway settings against each other, and fills in the audience.

@@ -1126,3 +1126,91 @@ func TestEventsSettings(t *testing.T) {
 		}
 	}
 }
+
+const internalToken = "0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
+// The internal API is off by default; with a listener it needs a token (also from a file, never
+// printed), takes write rules and a body limit, and never shares the public listener's port.
+func TestInternalAPISettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InternalListenAddr != "" || len(c.InternalAPITokens) != 0 || c.InternalWritePaths.Len() != 0 || c.InternalMaxBody != 1<<20 {
+		t.Errorf("internal API defaults: %+v", c)
+	}
+	env := with(validEnv(t),
+		config.EnvInternalListenAddr, "127.0.0.1:8082",
+		config.EnvInternalAPIToken, internalToken+", "+internalToken+"-next",
+		config.EnvInternalWritePaths, "POST /WebUntis/api/rest/extern/v1/students, PUT|PATCH /WebUntis/api/rest/extern/v1/students/*",
+		config.EnvInternalMaxBody, "0",
+	)
+	c, err = config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InternalListenAddr != "127.0.0.1:8082" || len(c.InternalAPITokens) != 2 || c.InternalAPITokens[1] != internalToken+"-next" ||
+		c.InternalWritePaths.Len() != 2 || c.InternalMaxBody != 0 ||
+		!c.InternalWritePaths.Allows("PATCH", "/WebUntis/api/rest/extern/v1/students/12") ||
+		c.InternalWritePaths.Allows("POST", "/WebUntis/api/rest/extern/v1/students/12") {
+		t.Errorf("internal API settings: %+v", c)
+	}
+	assertNoSecrets(t, c.String(), internalToken)
+	found := false
+	for _, a := range c.Describe() {
+		if a.Key == config.EnvInternalAPIToken {
+			found = true
+			assertNoSecrets(t, a.Value.String(), internalToken)
+		}
+	}
+	if !found {
+		t.Error("Describe lacks INTERNAL_API_TOKEN")
+	}
+
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(internalToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = config.Load(getenv(with(validEnv(t), config.EnvInternalListenAddr, ":8082", config.EnvInternalAPIToken+"_FILE", file)))
+	if err != nil || len(c.InternalAPITokens) != 1 || c.InternalAPITokens[0] != internalToken {
+		t.Errorf("INTERNAL_API_TOKEN_FILE: %v %v", c, err)
+	}
+}
+
+func TestInternalAPISettingErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	on := with(base, config.EnvInternalListenAddr, "127.0.0.1:8082", config.EnvInternalAPIToken, internalToken)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"listener without a token", with(base, config.EnvInternalListenAddr, "127.0.0.1:8082"), config.EnvInternalAPIToken},
+		{"listener with an empty token list", with(base, config.EnvInternalListenAddr, "127.0.0.1:8082", config.EnvInternalAPIToken, " , "), config.EnvInternalAPIToken},
+		{"token too short", with(on, config.EnvInternalAPIToken, "secret"), config.EnvInternalAPIToken},
+		{"token with a space", with(on, config.EnvInternalAPIToken, strings.Repeat("a", 20)+" "+strings.Repeat("b", 20)), config.EnvInternalAPIToken},
+		{"listener not host:port", with(on, config.EnvInternalListenAddr, "8082"), config.EnvInternalListenAddr},
+		{"listener on the public port", with(on, config.EnvInternalListenAddr, "127.0.0.1:8080"), config.EnvInternalListenAddr},
+		{"listener on the public address", with(on, config.EnvInternalListenAddr, ":9000", config.EnvListenAddr, "10.0.0.1:9000"), config.EnvInternalListenAddr},
+		{"write paths without a listener", with(base, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/v1/students"), config.EnvInternalWritePaths},
+		{"write path outside extern", with(on, config.EnvInternalWritePaths, "/ims/oneroster/v1p1/users"), config.EnvInternalWritePaths},
+		{"write path the whole extern API", with(on, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/"), config.EnvInternalWritePaths},
+		{"write path with ..", with(on, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/v1/../students"), config.EnvInternalWritePaths},
+		{"write path encoded", with(on, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/v1/stud%65nts"), config.EnvInternalWritePaths},
+		{"write method unknown", with(on, config.EnvInternalWritePaths, "GET /WebUntis/api/rest/extern/v1/students"), config.EnvInternalWritePaths},
+		{"max body words", with(on, config.EnvInternalMaxBody, "big"), config.EnvInternalMaxBody},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(getenv(tt.env))
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Errorf("error %v, want one naming %s", err, tt.wantVar)
+			}
+			assertNoSecrets(t, fmt.Sprint(err), internalToken)
+		})
+	}
+}

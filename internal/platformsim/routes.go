@@ -41,6 +41,7 @@ func (s *Sim) routes() http.Handler {
 	})
 
 	r.Route(oneRosterPrefix, s.oneRosterRoutes)
+	r.Route(externPrefix, s.externRoutes)
 
 	// Pages for a person and the JSON control API. Browsers on other
 	// origins must not trigger actions here; curl and Go clients (which

@@ -1,6 +1,10 @@
 package platformsim
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
 
 // Grant types as counted in Stats.
 const (
@@ -36,7 +40,7 @@ type Stats struct {
 	// ("/WebUntis/api/sso/v3/{tenantId}/jwks", also when asked with a
 	// trailing slash); fetches for unknown tenants are not counted.
 	JWKSFetches map[string]int `json:"jwksFetches"`
-	// APICalls counts OneRoster calls: tenant the token belongs to ("" when
+	// APICalls counts API calls (OneRoster and extern): tenant the token belongs to ("" when
 	// the token was not valid) → HTTP status → count.
 	APICalls map[string]map[int]int `json:"apiCalls"`
 	// WebhooksSent counts webhook deliveries attempted, replays included.
@@ -156,7 +160,14 @@ func (s *Sim) ResetStats() {
 	s.calls = callLog{}
 }
 
-// APICall is one OneRoster call as the simulator saw it.
+// TokenFingerprint is the first 12 hex digits of the SHA-256 of a bearer token: enough to tell
+// tokens apart in a test, useless to call the API with.
+func TokenFingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+// APICall is one API call (OneRoster or extern) as the simulator saw it.
 type APICall struct {
 	Time      time.Time `json:"time"`
 	Method    string    `json:"method"`
@@ -164,8 +175,11 @@ type APICall struct {
 	Query     string    `json:"query,omitempty"`
 	TenantID  string    `json:"tenantId"`  // tenant the token belongs to; "" if invalid
 	TokenKind string    `json:"tokenKind"` // one of the TokenKind constants
-	UserID    string    `json:"userId,omitempty"`
-	Status    int       `json:"status"`
+	// TokenFingerprint identifies the bearer token sent, without being it: TokenFingerprint(token).
+	// Tests compare it to tell which token a call used; "" when none was sent.
+	TokenFingerprint string `json:"tokenFingerprint,omitempty"`
+	UserID           string `json:"userId,omitempty"`
+	Status           int    `json:"status"`
 }
 
 const callLogSize = 256

@@ -39,6 +39,7 @@ type tenant struct {
 	scopes                     []string // what the application may ask for (PAM permissions)
 	interop                    InteropOptions
 	roster                     *roster
+	extern                     *externData // the extern API's students, seeded on first use
 	lastWebhook                *sentWebhook
 	lastResult                 *WebhookResult
 	lastResultErr              string
