@@ -182,6 +182,8 @@ type gatewayOptions struct {
 	// and 30s), to prove proxied exchanges outlive them.
 	serverTimeout time.Duration
 	setupFields   setup.Fields
+	// embed runs the replicas in embed mode (EMBED_MODE=true).
+	embed bool
 }
 
 type testClock struct {
@@ -228,7 +230,7 @@ func newGatewayEnv(t testing.TB, o gatewayOptions) *gatewayEnv {
 	if o.idle == 0 {
 		o.idle = gateway.DefaultIdleTimeout
 	}
-	opts := signinOptions{setupFields: o.setupFields}
+	opts := signinOptions{setupFields: o.setupFields, embed: o.embed}
 	opts.deps = func(in *instance, publicURL string, d *httpserver.Deps) {
 		signer, err := assertion.New(context.Background(), assertion.Config{
 			Store: in.store, Issuer: publicURL, Audience: publicURL, Now: g.clock.Now, Refresh: 10 * time.Second,
