@@ -83,6 +83,8 @@ type signinOptions struct {
 	deps func(in *instance, publicURL string, d *httpserver.Deps)
 	// httpServer, when set, adjusts each replica's http.Server before it starts (timeouts).
 	httpServer func(*http.Server)
+	// sessionCacheTTL is SESSION_CACHE_TTL (zero: no cache, every request reads the database).
+	sessionCacheTTL time.Duration
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -168,6 +170,7 @@ func (e *signinEnv) serve(in *instance, embed bool) {
 	t.Helper()
 	in.sessions = session.New(session.Config{
 		Store: in.store, Embed: embed, IdleTimeout: e.opts.idle, MaxAge: e.opts.maxAge, Now: in.now, Logger: e.log,
+		CacheTTL: e.opts.sessionCacheTTL,
 	})
 	webhookKey, err := config.ParseWebhookKeys(e.sim.WebhookPublicKey())
 	if err != nil {
