@@ -102,6 +102,12 @@ if [ -z "$ready" ]; then
 fi
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'; }
+# CPU time a process has used, in clock ticks (0 where /proc cannot tell): the gateway's CPU per
+# request depends far less on the machine's other work than its rate does.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+clk_tck="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+server_pid="$(pgrep -g "$run_pid" -f 'bin/server serve' | head -n 1 || true)"
+
 printf '# %s  %s  ncpu=%s  %s concurrent, %s each\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   "$(git describe --always --dirty 2>/dev/null || echo dev)" "$(nproc 2>/dev/null || echo '?')" "$conc" "$duration" | tee "$results"
 printf '# load average before: %s\n' "$(loadavg)" | tee -a "$results"
@@ -115,7 +121,17 @@ for mode in direct proxied; do
   else
     args=(-mode proxied -app "$app" -sim "$sim" -url "$app/bench" -sessions "$conc")
   fi
-  "$loadgen" "${args[@]}" -c "$conc" -d "$duration" 2>&1 | tee -a "$results" || status=$?
+  t0_up="$(ticks "$up_pid")" t0_srv="$(ticks "${server_pid:-0}")"
+  out="$("$loadgen" "${args[@]}" -c "$conc" -d "$duration" 2>&1)" || status=$?
+  printf '%s\n' "$out" | tee -a "$results"
+  n="$(printf '%s\n' "$out" | sed -n 's/.* ok \([0-9]*\), .*/\1/p' | head -n 1)"
+  if [ -n "$n" ] && [ "$n" -gt 0 ]; then
+    cpu_line="  cpu per request: upstream $(( ($(ticks "$up_pid") - t0_up) * 1000000 / clk_tck / n ))µs"
+    if [ "$mode" = proxied ] && [ -n "$server_pid" ]; then
+      cpu_line="$cpu_line, gateway $(( ($(ticks "$server_pid") - t0_srv) * 1000000 / clk_tck / n ))µs"
+    fi
+    printf '%s\n' "$cpu_line" | tee -a "$results"
+  fi
   printf '# load average after %s: %s\n' "$mode" "$(loadavg)" | tee -a "$results"
 done
 stop_all
