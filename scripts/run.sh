@@ -204,8 +204,7 @@ $(sed 's/^/    /' "$sync_report")
 
 READY
 # Ctrl-C reaches the whole process group: the server, the simulator and the example app stop on
-# their own (exit 0)
-# and wait returns before our trap runs; that is a normal stop, not a crash.
+# their own (exit 0) and wait returns before our trap runs; that is a normal stop, not a crash.
 if wait -n "${pids[@]}" && [ -z "$stopping" ]; then
   cleanup
   exit 0
