@@ -299,3 +299,35 @@ func TestASignerFailureIsAnError(t *testing.T) {
 		t.Fatal("no error")
 	}
 }
+
+// Every request of a session shares the identity's header lines (no allocation per request);
+// what one request's handling adds to its own headers never reaches the identity or another
+// request.
+func TestIdentityHeaderLinesAreSharedSafely(t *testing.T) {
+	t.Parallel()
+	ids, _, _, _ := newTestIdentities(0)
+	id, err := ids.For(context.Background(), testSession("s1", "1001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := http.Header{}, http.Header{}
+	id.Set(a)
+	id.Set(b)
+	a.Add(HeaderRole, "administrator")
+	a[HeaderTenantID] = append(a[HeaderTenantID], "1002")
+	a.Set(HeaderUserID, "someone-else")
+	for _, h := range []http.Header{b, func() http.Header { c := http.Header{}; id.Set(c); return c }()} {
+		if got := h.Values(HeaderRole); len(got) != 1 || got[0] != "teacher" {
+			t.Errorf("role lines %q", got)
+		}
+		if got := h.Values(HeaderTenantID); len(got) != 1 || got[0] != "1001" {
+			t.Errorf("tenant lines %q", got)
+		}
+		if got := h.Values(HeaderUserID); len(got) != 1 || got[0] != "u-s1" {
+			t.Errorf("user lines %q", got)
+		}
+	}
+	if id.Get(HeaderRole) != "teacher" {
+		t.Errorf("the identity changed: %q", id.Get(HeaderRole))
+	}
+}

@@ -182,6 +182,10 @@ type gatewayOptions struct {
 	// and 30s), to prove proxied exchanges outlive them.
 	serverTimeout time.Duration
 	setupFields   setup.Fields
+	// embed runs the replicas in embed mode (EMBED_MODE=true).
+	embed bool
+	// sessionCacheTTL is SESSION_CACHE_TTL (zero: off).
+	sessionCacheTTL time.Duration
 }
 
 type testClock struct {
@@ -228,7 +232,7 @@ func newGatewayEnv(t testing.TB, o gatewayOptions) *gatewayEnv {
 	if o.idle == 0 {
 		o.idle = gateway.DefaultIdleTimeout
 	}
-	opts := signinOptions{setupFields: o.setupFields}
+	opts := signinOptions{setupFields: o.setupFields, embed: o.embed, sessionCacheTTL: o.sessionCacheTTL}
 	opts.deps = func(in *instance, publicURL string, d *httpserver.Deps) {
 		signer, err := assertion.New(context.Background(), assertion.Config{
 			Store: in.store, Issuer: publicURL, Audience: publicURL, Now: g.clock.Now, Refresh: 10 * time.Second,
