@@ -20,6 +20,7 @@ import (
 	"errors"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -109,6 +110,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil, // never an HTTP_PROXY from the environment: the app is ours
+				DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConnsPerHost: 16,
+				IdleConnTimeout:     90 * time.Second,
+			},
 			// The app answers or it does not; a redirect is not an answer (and must not take the
 			// identity headers anywhere else).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -134,6 +141,7 @@ type Incoming struct {
 	// TooLarge: the body was over MaxRequestBody (Body is then not read).
 	TooLarge  bool
 	RequestID string
+	ClientIP  string // for the log of a refusal
 }
 
 // Answer is what the handler sends back.
@@ -176,7 +184,7 @@ func (s *Service) answer(ctx context.Context, in Incoming) Answer {
 	}
 	if err := s.cfg.Verifier.Verify(in.Algorithm, in.Authorization, in.Body); err != nil {
 		// The reason is for our log only; the sender learns nothing but 401.
-		log.WarnContext(ctx, "calendar request refused", "reason", err.Error())
+		log.WarnContext(ctx, "calendar request refused", "reason", err.Error(), "client_ip", in.ClientIP)
 		return problem(http.StatusUnauthorized, OutcomeBadSignature, "")
 	}
 	if !jsonContentType(in.ContentType) {

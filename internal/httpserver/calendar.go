@@ -22,7 +22,7 @@ func (s *Server) handleCalendar(w http.ResponseWriter, r *http.Request) {
 	}
 	in := calendar.Incoming{
 		Algorithm: r.Header.Get("Algorithm"), Authorization: r.Header.Get("Authorization"),
-		ContentType: r.Header.Get("Content-Type"), RequestID: RequestID(r.Context()),
+		ContentType: r.Header.Get("Content-Type"), RequestID: RequestID(r.Context()), ClientIP: ClientIP(r.Context()),
 		// A declared length over the limit is refused without reading; an undeclared one when
 		// the reading passes it.
 		TooLarge: r.ContentLength > calendar.MaxRequestBody,
