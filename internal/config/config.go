@@ -77,6 +77,13 @@ const (
 	EnvInternalAPIToken   = "INTERNAL_API_TOKEN"
 	EnvInternalWritePaths = "INTERNAL_API_WRITE_PATHS"
 	EnvInternalMaxBody    = "INTERNAL_API_MAX_BODY"
+
+	// The Calendar API (issue 14): how the partner's app is asked for a user's events.
+	EnvCalendarUpstreamPath = "CALENDAR_UPSTREAM_PATH"
+	EnvCalendarTimeout      = "CALENDAR_TIMEOUT"
+	EnvCalendarMaxBytes     = "CALENDAR_MAX_BYTES"
+	EnvCalendarMaxEvents    = "CALENDAR_MAX_EVENTS"
+	EnvCalendarMaxDays      = "CALENDAR_MAX_DAYS"
 )
 
 // Config is the validated configuration.
@@ -146,6 +153,14 @@ type Config struct {
 	InternalAPITokens  []string
 	InternalWritePaths internalapi.WriteRules
 	InternalMaxBody    int64 // 0: no limit
+	// The Calendar API. The app (UPSTREAM_URL) is asked at CalendarUpstreamPath; its answer must
+	// arrive within CalendarTimeout and be at most CalendarMaxBytes with CalendarMaxEvents events
+	// (0: no bound); a request may cover at most CalendarMaxDays days (0: no bound).
+	CalendarUpstreamPath string
+	CalendarTimeout      time.Duration
+	CalendarMaxBytes     int64
+	CalendarMaxEvents    int
+	CalendarMaxDays      int
 
 	raw map[string]string // as given, for Describe
 }
@@ -440,6 +455,31 @@ var options = []option{
 		c.InternalMaxBody = n
 		return err
 	}},
+	{name: EnvCalendarUpstreamPath, def: "/untis/calendar", apply: func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || u.Path != v || len(v) > 256 ||
+			strings.Contains("/"+v+"/", "/../") || strings.Contains("/"+v+"/", "/./") {
+			return errors.New("must be a plain path of the app, such as /untis/calendar (no query, no . or .. segments)")
+		}
+		c.CalendarUpstreamPath = v
+		return nil
+	}},
+	{name: EnvCalendarTimeout, def: "5s", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		// The answer to the platform must be written before the server's 30 s write timeout.
+		if err != nil || d < 100*time.Millisecond || d > 25*time.Second {
+			return errors.New("must be a duration from 100ms to 25s, such as 5s (the platform is answered within the server's 30 s write timeout)")
+		}
+		c.CalendarTimeout = d
+		return nil
+	}},
+	{name: EnvCalendarMaxBytes, def: "5MiB", apply: func(c *Config, v string) error {
+		n, err := parseSize(v)
+		c.CalendarMaxBytes = n
+		return err
+	}},
+	{name: EnvCalendarMaxEvents, def: "5000", apply: countOption("events", func(c *Config) *int { return &c.CalendarMaxEvents })},
+	{name: EnvCalendarMaxDays, def: "62", apply: countOption("days", func(c *Config) *int { return &c.CalendarMaxDays })},
 }
 
 // Load reads every option through getenv (os.Getenv in production, a map in tests). Values that
@@ -801,6 +841,18 @@ func limitOption(field func(*Config) *int) func(*Config, string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 10_000_000 {
 			return errors.New("must be a whole number of requests per minute (0 turns the limit off)")
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+// countOption reads a bound on a count of things, 0 for no bound.
+func countOption(what string, field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 10_000_000 {
+			return fmt.Errorf("must be a whole number of %s (0 turns the limit off)", what)
 		}
 		*field(c) = n
 		return nil

@@ -1214,3 +1214,63 @@ func TestInternalAPISettingErrorsNameTheVariable(t *testing.T) {
 		})
 	}
 }
+
+func TestCalendarSettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CalendarUpstreamPath != "/untis/calendar" || c.CalendarTimeout != 5*time.Second || c.CalendarMaxBytes != 5<<20 ||
+		c.CalendarMaxEvents != 5000 || c.CalendarMaxDays != 62 {
+		t.Errorf("calendar defaults: path %q timeout %s bytes %d events %d days %d", c.CalendarUpstreamPath, c.CalendarTimeout,
+			c.CalendarMaxBytes, c.CalendarMaxEvents, c.CalendarMaxDays)
+	}
+	c, err = config.Load(getenv(with(validEnv(t),
+		config.EnvCalendarUpstreamPath, "/api/v1/timetable-events",
+		config.EnvCalendarTimeout, "750ms",
+		config.EnvCalendarMaxBytes, "0",
+		config.EnvCalendarMaxEvents, "0",
+		config.EnvCalendarMaxDays, "366",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CalendarUpstreamPath != "/api/v1/timetable-events" || c.CalendarTimeout != 750*time.Millisecond || c.CalendarMaxBytes != 0 ||
+		c.CalendarMaxEvents != 0 || c.CalendarMaxDays != 366 {
+		t.Errorf("calendar settings: path %q timeout %s bytes %d events %d days %d", c.CalendarUpstreamPath, c.CalendarTimeout,
+			c.CalendarMaxBytes, c.CalendarMaxEvents, c.CalendarMaxDays)
+	}
+	found := map[string]bool{}
+	for _, a := range c.Describe() {
+		found[a.Key] = true
+	}
+	for _, name := range []string{config.EnvCalendarUpstreamPath, config.EnvCalendarTimeout, config.EnvCalendarMaxBytes,
+		config.EnvCalendarMaxEvents, config.EnvCalendarMaxDays} {
+		if !found[name] {
+			t.Errorf("Describe lacks %s", name)
+		}
+	}
+	base := validEnv(t)
+	for _, tt := range []struct{ name, variable, value string }{
+		{"path relative", config.EnvCalendarUpstreamPath, "untis/calendar"},
+		{"path a URL", config.EnvCalendarUpstreamPath, "http://evil.example/cal"},
+		{"path scheme-relative", config.EnvCalendarUpstreamPath, "//evil.example/cal"},
+		{"path with a query", config.EnvCalendarUpstreamPath, "/cal?x=1"},
+		{"path with ..", config.EnvCalendarUpstreamPath, "/a/../cal"},
+		{"path escaped", config.EnvCalendarUpstreamPath, "/a%2Fb"},
+		{"timeout zero", config.EnvCalendarTimeout, "0"},
+		{"timeout beyond the write timeout", config.EnvCalendarTimeout, "30s"},
+		{"timeout no unit", config.EnvCalendarTimeout, "5"},
+		{"bytes words", config.EnvCalendarMaxBytes, "big"},
+		{"events negative", config.EnvCalendarMaxEvents, "-1"},
+		{"events fraction", config.EnvCalendarMaxEvents, "1.5"},
+		{"days words", config.EnvCalendarMaxDays, "a month"},
+	} {
+		_, err := config.Load(getenv(with(base, tt.variable, tt.value)))
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Var != tt.variable {
+			t.Errorf("%s: error %v, want one naming %s", tt.name, err, tt.variable)
+		}
+	}
+}

@@ -171,6 +171,21 @@ func (ids *Identities) For(ctx context.Context, sess *store.Session) (*Identity,
 	return id, nil
 }
 
+// ForUser returns the identity of a user who is not asking through a session: the platform's
+// Calendar API names a school and a user, and the app is asked on their behalf. u is the user as
+// the store knows them (only TenantID and Sub when they never signed in); there is no launch
+// context. It is built anew each time (one signature), never cached.
+func (ids *Identities) ForUser(ctx context.Context, u store.User, schoolName string) (*Identity, error) {
+	setup, err := ids.setupOf(ctx, u.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	return ids.build(ctx, &source{
+		tenantID: u.TenantID, sub: u.Sub, role: u.Role, given: u.GivenName, family: u.FamilyName,
+		email: u.Email, school: schoolName, setup: setup,
+	})
+}
+
 // build encodes the headers and signs the assertion.
 func (ids *Identities) build(ctx context.Context, src *source) (*Identity, error) {
 	launch, launchKept, dropped := formEncode(src.launch)

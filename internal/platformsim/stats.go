@@ -45,6 +45,8 @@ type Stats struct {
 	APICalls map[string]map[int]int `json:"apiCalls"`
 	// WebhooksSent counts webhook deliveries attempted, replays included.
 	WebhooksSent int `json:"webhooksSent"`
+	// CalendarRequests counts Calendar API requests sent (the timetable view).
+	CalendarRequests int `json:"calendarRequests"`
 }
 
 // UnknownTenant is the key under which Stats counts requests for tenant
@@ -98,12 +100,13 @@ type apiKey struct {
 // statCounters are flat maps with struct keys so counting costs no
 // allocation once a key exists; guarded by Sim.mu.
 type statCounters struct {
-	token     map[pair]int
-	authorize map[string]int
-	discovery map[string]int
-	jwks      map[string]int
-	api       map[apiKey]int
-	webhooks  int
+	token            map[pair]int
+	authorize        map[string]int
+	discovery        map[string]int
+	jwks             map[string]int
+	api              map[apiKey]int
+	webhooks         int
+	calendarRequests int
 }
 
 func (c *statCounters) init() {
@@ -127,6 +130,7 @@ func (s *Sim) Stats() Stats {
 		JWKSFetches:       make(map[string]int, len(s.stats.jwks)),
 		APICalls:          make(map[string]map[int]int),
 		WebhooksSent:      s.stats.webhooks,
+		CalendarRequests:  s.stats.calendarRequests,
 	}
 	for k, n := range s.stats.token {
 		if st.TokenRequests[k.a] == nil {

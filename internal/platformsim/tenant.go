@@ -43,6 +43,7 @@ type tenant struct {
 	lastWebhook                *sentWebhook
 	lastResult                 *WebhookResult
 	lastResultErr              string
+	lastTimetable              *TimetableResult
 }
 
 // TenantInfo is a snapshot of a tenant, for tests, the pages and the
