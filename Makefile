@@ -14,7 +14,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-run: ## start PostgreSQL, the platform simulator and the server with two demo schools
+run: ## start PostgreSQL, the platform simulator, the example app and the server in front of it, two demo schools
 	@scripts/run.sh
 
 test: ## run every test with the race detector, against a real PostgreSQL

@@ -59,7 +59,7 @@ say "starting scripts/run.sh on ports $server_port and $sim_port (log: $log)"
 # loadgen signs in hundreds of times a second from one address: far past the launch limits a
 # school needs (README "Configuration"), so they are off for the measurement unless set.
 LAUNCH_LIMIT_PER_CLIENT="${LAUNCH_LIMIT_PER_CLIENT:-0}" LAUNCH_LIMIT_PER_SCHOOL="${LAUNCH_LIMIT_PER_SCHOOL:-0}" \
-  SERVER_PORT="$server_port" SIM_PORT="$sim_port" setsid scripts/run.sh >"$log" 2>&1 </dev/null &
+  GATEWAY=off SERVER_PORT="$server_port" SIM_PORT="$sim_port" setsid scripts/run.sh >"$log" 2>&1 </dev/null &
 run_pid=$!
 
 # Ready when a launch for a demo school starts a sign-in: the server runs and stored the school.

@@ -3,7 +3,12 @@
 #   1. PostgreSQL: DATABASE_URL, or the private cluster of scripts/pg.sh;
 #   2. the Untis Platform simulator (cmd/platformsim) on SIM_PORT (8081);
 #   3. the partner server (cmd/server) on SERVER_PORT (8080), configured against the simulator, in
-#      embed mode unless EMBED_MODE=false (then the simulator's iFrame buttons explain why not);
+#      embed mode unless EMBED_MODE=false (then the simulator's iFrame buttons explain why not), and
+#      in gateway mode in front of the example partner app (cmd/exampleapp on EXAMPLE_PORT, default
+#      SIM_PORT+1 = 8082), which shows who is signed in and verifies X-Untis-Identity against the
+#      server's JWKS. UPSTREAM_URL=http://127.0.0.1:3000 make run puts the gateway in front of your
+#      own app instead (with your GATEWAY_PUBLIC_PATHS); GATEWAY=off make run serves the server's
+#      built-in app, without a gateway;
 #   4. the two demo schools: cmd/demosync makes simulator and server agree on each one and says
 #      truthfully where it stands (activated through the simulator's signed webhooks).
 # Generated local secrets (encryption key, simulator keys) and the simulator's state (each demo
@@ -19,6 +24,30 @@ sim_port="${SIM_PORT:-8081}"
 server_url="http://localhost:$server_port"
 embed_mode="${EMBED_MODE:-true}"
 sim_url="http://localhost:$sim_port"
+# What the server is in front of: the example app (default), the app at UPSTREAM_URL, or nothing
+# (GATEWAY=off: the built-in app).
+example_port="${EXAMPLE_PORT:-$((sim_port + 1))}"
+upstream=""
+example_url=""
+case "${GATEWAY:-on}" in
+off | false | 0 | no) upstream="" ;;
+on | true | 1 | yes)
+  if [ -n "${UPSTREAM_URL:-}" ]; then
+    upstream="$UPSTREAM_URL"
+  else
+    example_url="http://127.0.0.1:$example_port"
+    upstream="$example_url"
+  fi
+  ;;
+*) echo "run: error: GATEWAY=${GATEWAY} is neither on nor off" >&2; exit 1 ;;
+esac
+public_paths="${GATEWAY_PUBLIC_PATHS-}"
+if [ -z "$upstream" ]; then
+  public_paths=""
+elif [ -n "$example_url" ] && [ -z "$public_paths" ]; then
+  public_paths="/public/" # the example app's public page and its assets
+fi
+internal_port="${INTERNAL_PORT:-$((sim_port + 2))}" # the platform API for the partner's app (internal listener)
 local_dir="$repo/.local"
 mkdir -p "$local_dir" "$repo/bin"
 
@@ -35,9 +64,11 @@ if ! command -v curl >/dev/null; then
     die "curl is needed: install it (e.g. sudo apt-get install curl)"
   fi
 fi
-for port in "$server_port" "$sim_port"; do
+ports=("$server_port" "$sim_port" "$internal_port")
+[ -n "$example_url" ] && ports+=("$example_port")
+for port in "${ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port is already in use (another make run?); stop it, or choose other ports: SERVER_PORT=9080 SIM_PORT=9081 make run"
+    die "port $port is already in use (another make run?); stop it, or choose other ports: SERVER_PORT=9080 SIM_PORT=9081 EXAMPLE_PORT=9082 INTERNAL_PORT=9083 make run"
   fi
 done
 
@@ -53,6 +84,11 @@ if [ ! -f "$env_file" ]; then
   say "generating local secrets in $env_file"
   umask 077
   printf 'ENCRYPTION_KEYS=local1:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$env_file"
+fi
+# The internal API's bearer token (the partner app's key to the platform API), also added to an
+# env file from before it existed.
+if ! grep -q '^INTERNAL_API_TOKEN=' "$env_file"; then
+  (umask 077 && printf 'INTERNAL_API_TOKEN=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >>"$env_file")
 fi
 # shellcheck disable=SC1090
 set -a; . "$env_file"; set +a
@@ -77,7 +113,7 @@ cleanup() {
     wait "${alive[@]}" 2>/dev/null || true
   fi
   if [ "${#pids[@]}" -gt 0 ]; then
-    say "stopped the server and the simulator (PostgreSQL keeps running; make db-stop stops it)"
+    say "stopped the server, the simulator${example_url:+ and the example app} (PostgreSQL keeps running; make db-stop stops it)"
   fi
   pids=()
 }
@@ -85,12 +121,21 @@ stopping=""
 trap 'stopping=1; cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
-# 3. The simulator, then the server.
+# 3. The simulator, the example app, then the server.
 bin/platformsim -addr "127.0.0.1:$sim_port" -base-url "$sim_url" -partner-url "$server_url" \
   -webhook-key-file "$webhook_key" -signing-key-file "$signing_key" -state-file "$local_dir/sim-state.json" &
 pids+=($!)
 
+if [ -n "$example_url" ]; then
+  # It expects the server's defaults: iss and aud PUBLIC_URL, keys at PUBLIC_URL/.well-known/jwks.json.
+  # An IDENTITY_JWT_AUDIENCE given to make run goes to both.
+  bin/exampleapp -addr "127.0.0.1:$example_port" -issuer "$server_url" -audience "${IDENTITY_JWT_AUDIENCE:-$server_url}" &
+  pids+=($!)
+fi
+
+INTERNAL_LISTEN_ADDR="127.0.0.1:$internal_port" \
 PUBLIC_URL="$server_url" UNTIS_API_URL="$sim_url" LISTEN_ADDR="127.0.0.1:$server_port" EMBED_MODE="$embed_mode" \
+  UPSTREAM_URL="$upstream" GATEWAY_PUBLIC_PATHS="$public_paths" \
   LOG_FORMAT="${LOG_FORMAT:-text}" SHUTDOWN_DELAY="${SHUTDOWN_DELAY:-0s}" bin/server serve &
 pids+=($!)
 
@@ -106,6 +151,7 @@ wait_for() { # url what
   die "$2 did not become ready at $1 within 60 s"
 }
 wait_for "$sim_url/sim/api/tenants" "the simulator"
+[ -n "$example_url" ] && wait_for "$example_url/healthz" "the example app"
 wait_for "$server_url/readyz" "the server"
 
 # 4. The demo schools. Simulator and server must agree on each one (is the app activated, with
@@ -137,22 +183,36 @@ case "$embed_mode" in
 true | 1 | TRUE | True) mode_line="entry points open in an iFrame or a new tab (EMBED_MODE=true; EMBED_MODE=false make run: new tab only)" ;;
 *) mode_line="entry points open in a new tab only (EMBED_MODE=$embed_mode; the simulator's iFrame buttons say why)" ;;
 esac
+if [ -n "$example_url" ]; then
+  app_line="
+    Example partner app:      $example_url    (cmd/exampleapp, the upstream; open it through $server_url/ after a launch)"
+  gateway_line="gateway in front of the example app: every path but the server's own goes to it (GATEWAY=off make run: the built-in app)"
+elif [ -n "$upstream" ]; then
+  app_line="
+    Your app (upstream):      $upstream"
+  gateway_line="gateway in front of UPSTREAM_URL=$upstream (public paths: ${public_paths:-none})"
+else
+  app_line=""
+  gateway_line="the built-in app (GATEWAY=off; make run: the gateway in front of the example app)"
+fi
 cat >&2 <<READY
 
   $headline
     Untis Platform simulator: $sim_url    <- start here: pick a school and a user, click an entry point
-    Partner server:           $server_url    (health: $server_url/readyz, metrics: $server_url/metrics)
+    Partner server:           $server_url    (health: $server_url/readyz, metrics: $server_url/metrics)$app_line
     Operator console:         $server_url/admin    (local demo account: $demo_operator / $demo_operator_password)
     Manual activation:        $server_url/activate    (onboarding without a webhook)
+    Platform API (your app):  http://127.0.0.1:$internal_port/v1/schools    (Authorization: Bearer \$(grep ^INTERNAL_API_TOKEN= .local/env | cut -d= -f2-))
     Database:                 $db_shown
     Mode:                     $mode_line
+    App:                      $gateway_line
   Demo schools:
 $(sed 's/^/    /' "$sync_report")
   Press Ctrl-C to stop.
 
 READY
-# Ctrl-C reaches the whole process group: the server and the simulator stop on their own (exit 0)
-# and wait returns before our trap runs; that is a normal stop, not a crash.
+# Ctrl-C reaches the whole process group: the server, the simulator and the example app stop on
+# their own (exit 0) and wait returns before our trap runs; that is a normal stop, not a crash.
 if wait -n "${pids[@]}" && [ -z "$stopping" ]; then
   cleanup
   exit 0

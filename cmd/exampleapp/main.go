@@ -1,13 +1,12 @@
-// Command exampleapp is the partner's app of the demo: a small web app that runs behind the
-// server's gateway (UPSTREAM_URL) and knows nothing of Untis, OpenID Connect or sessions. It
-// shows who is signed in from the gateway's X-Untis-* headers, verifies the X-Untis-Identity
-// JWT against the gateway's JWKS with go-jose, and has a WebSocket echo.
+// Command exampleapp serves the partner's app of the demo (internal/exampleapp): a small web app
+// that runs behind the server's gateway (UPSTREAM_URL), shows who is signed in from the
+// X-Untis-* headers, verifies the X-Untis-Identity JWT against the gateway's JWKS and has a
+// WebSocket echo.
 //
-//	exampleapp -addr 127.0.0.1:3000 -jwks-url http://localhost:8080/.well-known/jwks.json \
-//	    -issuer http://localhost:8080 -audience untis-partner-app
+//	exampleapp -addr 127.0.0.1:8082 -issuer http://localhost:8080
 //
-// Pages: / (and any other path) who is signed in; /public/ a page for GATEWAY_PUBLIC_PATHS;
-// /healthz; /ws the echo.
+// -issuer is the gateway's PUBLIC_URL; -audience defaults to it (as the gateway's
+// IDENTITY_JWT_AUDIENCE does) and -jwks-url to its /.well-known/jwks.json.
 package main
 
 import (
@@ -19,11 +18,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/untis-partner/server/internal/exampleapp"
 )
 
 func main() {
@@ -34,28 +34,23 @@ func main() {
 
 // options is the command line.
 type options struct {
-	addr, jwksURL, issuer, audience string
+	addr string
+	app  exampleapp.Config
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("exampleapp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:3000", "the address to listen on (the gateway's UPSTREAM_URL points here)")
-	fs.StringVar(&o.jwksURL, "jwks-url", "http://localhost:8080/.well-known/jwks.json", "the gateway's JWKS")
-	fs.StringVar(&o.issuer, "issuer", "http://localhost:8080", "the iss the identity token must have (the gateway's PUBLIC_URL)")
-	fs.StringVar(&o.audience, "audience", "untis-partner-app", "the aud the identity token must have (the gateway's audience setting)")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8082", "the address to listen on (the gateway's UPSTREAM_URL points here)")
+	fs.StringVar(&o.app.Issuer, "issuer", "http://localhost:8080", "the iss the identity token must have: the gateway's PUBLIC_URL")
+	fs.StringVar(&o.app.Audience, "audience", "", "the aud the identity token must have: the gateway's IDENTITY_JWT_AUDIENCE (default: -issuer, the gateway's default)")
+	fs.StringVar(&o.app.JWKSURL, "jwks-url", "", "the gateway's JWKS (default: -issuer + /.well-known/jwks.json)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if u, err := url.Parse(o.jwksURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return o, fmt.Errorf("-jwks-url %q is not an http(s) URL", o.jwksURL)
-	}
-	if o.issuer == "" || o.audience == "" {
-		return o, errors.New("-issuer and -audience must not be empty")
 	}
 	return o, nil
 }
@@ -69,16 +64,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "exampleapp:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	o.app.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	h, err := exampleapp.New(o.app)
+	if err != nil {
+		fmt.Fprintln(stderr, "exampleapp:", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		fmt.Fprintln(stderr, "exampleapp:", err)
 		return 1
 	}
-	a := &app{verifier: newVerifier(o.jwksURL, o.issuer, o.audience), log: log}
-	fmt.Fprintf(stdout, "exampleapp: listening on http://%s (identity tokens from %s, iss %s, aud %s)\n",
-		ln.Addr(), o.jwksURL, o.issuer, o.audience)
-	if err := serve(ctx, ln, a.routes()); err != nil {
+	fmt.Fprintf(stdout, "exampleapp: listening on http://%s (%s)\n", ln.Addr(), o.app.Settings())
+	if err := serve(ctx, ln, h); err != nil {
 		fmt.Fprintln(stderr, "exampleapp:", err)
 		return 1
 	}

@@ -9,7 +9,7 @@
 //
 // Every flag falls back to an environment variable (SIM_ADDR, SIM_BASE_URL,
 // SIM_PARTNER_URL, SIM_WEBHOOK_KEY_FILE, SIM_SIGNING_KEY_FILE,
-// SIM_STATE_FILE, SIM_SIGNING_ALG, SIM_DEMO, SIM_LOG_LEVEL).
+// SIM_STATE_FILE, SIM_SIGNING_ALG, SIM_DEMO, SIM_LOG_LEVEL, SIM_CALENDAR_PATH).
 package main
 
 import (
@@ -48,6 +48,7 @@ type options struct {
 	addr, baseURL, partnerURL      string
 	webhookKeyFile, signingKeyFile string
 	stateFile                      string
+	calendarPath                   string
 	signingAlg, logLevel           string
 	demo                           bool
 }
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.webhookKeyFile, "webhook-key-file", getenv("SIM_WEBHOOK_KEY_FILE"), "PKCS#8 PEM RSA key that signs webhooks, created if missing; the demo schools' first credentials are derived from it (SIM_WEBHOOK_KEY_FILE; default: a new key and new credentials each start)")
 	fs.StringVar(&o.signingKeyFile, "signing-key-file", getenv("SIM_SIGNING_KEY_FILE"), "PKCS#8 PEM key that signs id_tokens, created if missing (SIM_SIGNING_KEY_FILE; default: a new key each start)")
 	fs.StringVar(&o.stateFile, "state-file", getenv("SIM_STATE_FILE"), "JSON file where each school's app status and current credentials survive restarts, as on the real platform (SIM_STATE_FILE; default: a restart forgets resets, reactivations and deactivations)")
+	fs.StringVar(&o.calendarPath, "calendar-path", envOr(getenv, "SIM_CALENDAR_PATH", platformsim.DefaultCalendarPath), "the partner's Calendar-Path, which the timetable view asks (SIM_CALENDAR_PATH)")
 	fs.StringVar(&o.signingAlg, "signing-alg", envOr(getenv, "SIM_SIGNING_ALG", platformsim.RS256), "id_token algorithm: RS256 or ES256 (SIM_SIGNING_ALG)")
 	fs.StringVar(&o.logLevel, "log-level", envOr(getenv, "SIM_LOG_LEVEL", "info"), "debug, info, warn or error (SIM_LOG_LEVEL)")
 	demoDefault, err := envBool(getenv, "SIM_DEMO", true)
@@ -104,7 +106,10 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	logHandler := slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	logger := slog.New(logHandler)
 
-	cfg := platformsim.Config{PartnerURL: o.partnerURL, Logger: logger, StateFile: o.stateFile}
+	if !strings.HasPrefix(o.calendarPath, "/") {
+		return fmt.Errorf("-calendar-path %q must start with /", o.calendarPath)
+	}
+	cfg := platformsim.Config{PartnerURL: o.partnerURL, Logger: logger, StateFile: o.stateFile, CalendarPath: o.calendarPath}
 	if o.webhookKeyFile != "" {
 		key, err := loadOrCreateKey(o.webhookKeyFile, platformsim.RS256)
 		if err != nil {

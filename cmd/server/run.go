@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/untis-partner/server/internal/assertion"
+	"github.com/untis-partner/server/internal/calendar"
 	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/events"
 	"github.com/untis-partner/server/internal/gateway"
@@ -193,13 +194,23 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		wg.Wait()
 	}()
 
+	// The platform's Calendar API: in gateway mode the app is asked for each user's events.
+	verifier := webhook.NewVerifier(cfg.WebhookKeys)
+	cal, err := calendar.New(calendar.Config{
+		Store: st, Verifier: verifier, Upstream: cfg.UpstreamURL, UpstreamPath: cfg.CalendarUpstreamPath,
+		Identities: identities, PublicURL: cfg.PublicURL, Timeout: cfg.CalendarTimeout, MaxBytes: cfg.CalendarMaxBytes,
+		MaxEvents: cfg.CalendarMaxEvents, MaxDays: cfg.CalendarMaxDays, Logger: log, Metrics: reg,
+	})
+	if err != nil {
+		return err
+	}
 	srv := httpserver.New(httpserver.Deps{
 		Store:           st,
 		SSO:             signIn,
 		Sessions:        sessions,
 		Platform:        platformClients,
 		Onboard:         onboard.New(st, platformClients, cfg.SetupFields, log, signIn.Invalidate, sessions.InvalidateTenant),
-		Webhooks:        webhook.NewVerifier(cfg.WebhookKeys),
+		Webhooks:        verifier,
 		Operators:       operator.New(operator.Config{Store: st, Logger: log}),
 		Logger:          log,
 		Metrics:         reg,
@@ -217,13 +228,19 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		Proxy:           proxy,
 		Landing:         cfg.LandingPaths,
 		EventsTarget:    eventsTarget(cfg),
+		Calendar:        cal,
 	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (%s): %w", cfg.ListenAddr, config.EnvListenAddr, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String())
-	err = httpserver.Serve(ctx, httpserver.NewHTTPServer(srv.Handler(), log), ln, httpserver.ShutdownPlan{
+	internal, err := listenInternal(cfg, st, platformClients, reg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	err = serveAll(ctx, listener{httpserver.NewHTTPServer(srv.Handler(), log), ln}, internal, httpserver.ShutdownPlan{
 		Delay:   cfg.ShutdownDelay,
 		Timeout: cfg.ShutdownTimeout,
 		Begin: func() {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/untis-partner/server/internal/events"
 	"github.com/untis-partner/server/internal/gateway"
+	"github.com/untis-partner/server/internal/internalapi"
 	"github.com/untis-partner/server/internal/secret"
 	"github.com/untis-partner/server/internal/setup"
 )
@@ -77,6 +78,19 @@ const (
 	EnvEventsTimeout       = "EVENTS_TIMEOUT"
 	EnvEventsRetryFor      = "EVENTS_RETRY_FOR"
 	EnvEventsRetention     = "EVENTS_RETENTION"
+
+	// The platform API for the partner's app (issue 14), on a listener of its own.
+	EnvInternalListenAddr = "INTERNAL_LISTEN_ADDR"
+	EnvInternalAPIToken   = "INTERNAL_API_TOKEN"
+	EnvInternalWritePaths = "INTERNAL_API_WRITE_PATHS"
+	EnvInternalMaxBody    = "INTERNAL_API_MAX_BODY"
+
+	// The Calendar API (issue 14): how the partner's app is asked for a user's events.
+	EnvCalendarUpstreamPath = "CALENDAR_UPSTREAM_PATH"
+	EnvCalendarTimeout      = "CALENDAR_TIMEOUT"
+	EnvCalendarMaxBytes     = "CALENDAR_MAX_BYTES"
+	EnvCalendarMaxEvents    = "CALENDAR_MAX_EVENTS"
+	EnvCalendarMaxDays      = "CALENDAR_MAX_DAYS"
 )
 
 // Config is the validated configuration.
@@ -149,6 +163,20 @@ type Config struct {
 	EventsTimeout   time.Duration
 	EventsRetryFor  time.Duration
 	EventsRetention time.Duration
+	// The internal API. InternalListenAddr "" turns it off; when set, InternalAPITokens holds at
+	// least one token (the first is current; more are accepted while the app changes over).
+	InternalListenAddr string
+	InternalAPITokens  []string
+	InternalWritePaths internalapi.WriteRules
+	InternalMaxBody    int64 // 0: no limit
+	// The Calendar API. The app (UPSTREAM_URL) is asked at CalendarUpstreamPath; its answer must
+	// arrive within CalendarTimeout and be at most CalendarMaxBytes with CalendarMaxEvents events
+	// (0: no bound); a request may cover at most CalendarMaxDays days (0: no bound).
+	CalendarUpstreamPath string
+	CalendarTimeout      time.Duration
+	CalendarMaxBytes     int64
+	CalendarMaxEvents    int
+	CalendarMaxDays      int
 
 	raw map[string]string // as given, for Describe
 }
@@ -450,6 +478,60 @@ var options = []option{
 	}},
 	{name: EnvEventsRetryFor, def: "72h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetryFor })},
 	{name: EnvEventsRetention, def: "720h", apply: durationOption(func(c *Config) *time.Duration { return &c.EventsRetention })},
+	{name: EnvInternalListenAddr, apply: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("must be host:port or :port, such as 127.0.0.1:8082 (%v)", err)
+		}
+		c.InternalListenAddr = v
+		return nil
+	}},
+	{name: EnvInternalAPIToken, secret: true, fromFile: true, apply: func(c *Config, v string) error {
+		for _, t := range splitList(v) {
+			if len(t) < 32 || strings.ContainsFunc(t, func(r rune) bool { return r <= 0x20 || r >= 0x7f }) {
+				return errors.New("each token must be at least 32 visible ASCII characters, such as the output of: head -c 32 /dev/urandom | base64")
+			}
+			c.InternalAPITokens = append(c.InternalAPITokens, t)
+		}
+		return nil
+	}},
+	{name: EnvInternalWritePaths, apply: func(c *Config, v string) error {
+		rules, err := internalapi.ParseWriteRules(v)
+		c.InternalWritePaths = rules
+		return err
+	}},
+	{name: EnvInternalMaxBody, def: "1MiB", apply: func(c *Config, v string) error {
+		n, err := parseSize(v)
+		c.InternalMaxBody = n
+		return err
+	}},
+	{name: EnvCalendarUpstreamPath, def: "/untis/calendar", apply: func(c *Config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || u.Path != v || len(v) > 256 ||
+			strings.Contains("/"+v+"/", "/../") || strings.Contains("/"+v+"/", "/./") {
+			return errors.New("must be a plain path of the app, such as /untis/calendar (no query, no . or .. segments)")
+		}
+		c.CalendarUpstreamPath = v
+		return nil
+	}},
+	{name: EnvCalendarTimeout, def: "5s", apply: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		// The answer to the platform must be written before the server's 30 s write timeout.
+		if err != nil || d < 100*time.Millisecond || d > 25*time.Second {
+			return errors.New("must be a duration from 100ms to 25s, such as 5s (the platform is answered within the server's 30 s write timeout)")
+		}
+		c.CalendarTimeout = d
+		return nil
+	}},
+	{name: EnvCalendarMaxBytes, def: "5MiB", apply: func(c *Config, v string) error {
+		n, err := parseSize(v)
+		c.CalendarMaxBytes = n
+		return err
+	}},
+	{name: EnvCalendarMaxEvents, def: "5000", apply: countOption("events", func(c *Config) *int { return &c.CalendarMaxEvents })},
+	{name: EnvCalendarMaxDays, def: "62", apply: countOption("days", func(c *Config) *int { return &c.CalendarMaxDays })},
 }
 
 // accentColor is APP_ACCENT_COLOR's form: the value goes into a style sheet, so nothing else
@@ -502,7 +584,33 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, &Error{Var: EnvEventsSecret, Msg: "is required when " + EnvEventsURL + " is set (also accepted as " +
 			EnvEventsSecret + "_FILE): the events are signed with it; make one with: echo whsec_$(head -c 32 /dev/urandom | base64)"}
 	}
+	if err := c.checkInternal(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkInternal checks the internal API's settings against each other: a listener needs a token
+// (an open API would hand every school's data to whoever reaches it), and never shares the
+// public listener's port.
+func (c *Config) checkInternal() error {
+	if c.InternalListenAddr == "" {
+		if c.InternalWritePaths.Len() > 0 {
+			return &Error{Var: EnvInternalWritePaths, Msg: "is set but " + EnvInternalListenAddr + " is not (write paths are the internal API's)"}
+		}
+		return nil
+	}
+	if len(c.InternalAPITokens) == 0 {
+		return &Error{Var: EnvInternalAPIToken, Msg: "is required when " + EnvInternalListenAddr +
+			" is set (also accepted as " + EnvInternalAPIToken + "_FILE); make one with: head -c 32 /dev/urandom | base64"}
+	}
+	ih, ip, _ := net.SplitHostPort(c.InternalListenAddr)
+	lh, lp, _ := net.SplitHostPort(c.ListenAddr)
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	if ip == lp && ip != "0" && (strings.EqualFold(ih, lh) || wildcard(ih) || wildcard(lh)) {
+		return &Error{Var: EnvInternalListenAddr, Msg: "uses the port of " + EnvListenAddr + "; the internal API needs a listener of its own, such as 127.0.0.1:8082"}
+	}
+	return nil
 }
 
 // checkGateway checks the gateway settings against each other, and fills in the audience.
@@ -803,6 +911,18 @@ func limitOption(field func(*Config) *int) func(*Config, string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 10_000_000 {
 			return errors.New("must be a whole number of requests per minute (0 turns the limit off)")
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+// countOption reads a bound on a count of things, 0 for no bound.
+func countOption(what string, field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 10_000_000 {
+			return fmt.Errorf("must be a whole number of %s (0 turns the limit off)", what)
 		}
 		*field(c) = n
 		return nil

@@ -1165,3 +1165,151 @@ func TestEventsSettings(t *testing.T) {
 		}
 	}
 }
+
+const internalToken = "0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
+// The internal API is off by default; with a listener it needs a token (also from a file, never
+// printed), takes write rules and a body limit, and never shares the public listener's port.
+func TestInternalAPISettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InternalListenAddr != "" || len(c.InternalAPITokens) != 0 || c.InternalWritePaths.Len() != 0 || c.InternalMaxBody != 1<<20 {
+		t.Errorf("internal API defaults: %+v", c)
+	}
+	env := with(validEnv(t),
+		config.EnvInternalListenAddr, "127.0.0.1:8082",
+		config.EnvInternalAPIToken, internalToken+", "+internalToken+"-next",
+		config.EnvInternalWritePaths, "POST /WebUntis/api/rest/extern/v1/students, PUT|PATCH /WebUntis/api/rest/extern/v1/students/*",
+		config.EnvInternalMaxBody, "0",
+	)
+	c, err = config.Load(getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InternalListenAddr != "127.0.0.1:8082" || len(c.InternalAPITokens) != 2 || c.InternalAPITokens[1] != internalToken+"-next" ||
+		c.InternalWritePaths.Len() != 2 || c.InternalMaxBody != 0 ||
+		!c.InternalWritePaths.Allows("PATCH", "/WebUntis/api/rest/extern/v1/students/12") ||
+		c.InternalWritePaths.Allows("POST", "/WebUntis/api/rest/extern/v1/students/12") {
+		t.Errorf("internal API settings: %+v", c)
+	}
+	assertNoSecrets(t, c.String(), internalToken)
+	found := false
+	for _, a := range c.Describe() {
+		if a.Key == config.EnvInternalAPIToken {
+			found = true
+			assertNoSecrets(t, a.Value.String(), internalToken)
+		}
+	}
+	if !found {
+		t.Error("Describe lacks INTERNAL_API_TOKEN")
+	}
+
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(internalToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = config.Load(getenv(with(validEnv(t), config.EnvInternalListenAddr, ":8082", config.EnvInternalAPIToken+"_FILE", file)))
+	if err != nil || len(c.InternalAPITokens) != 1 || c.InternalAPITokens[0] != internalToken {
+		t.Errorf("INTERNAL_API_TOKEN_FILE: %v %v", c, err)
+	}
+}
+
+func TestInternalAPISettingErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	base := validEnv(t)
+	on := with(base, config.EnvInternalListenAddr, "127.0.0.1:8082", config.EnvInternalAPIToken, internalToken)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"listener without a token", with(base, config.EnvInternalListenAddr, "127.0.0.1:8082"), config.EnvInternalAPIToken},
+		{"listener with an empty token list", with(base, config.EnvInternalListenAddr, "127.0.0.1:8082", config.EnvInternalAPIToken, " , "), config.EnvInternalAPIToken},
+		{"token too short", with(on, config.EnvInternalAPIToken, "secret"), config.EnvInternalAPIToken},
+		{"token with a space", with(on, config.EnvInternalAPIToken, strings.Repeat("a", 20)+" "+strings.Repeat("b", 20)), config.EnvInternalAPIToken},
+		{"listener not host:port", with(on, config.EnvInternalListenAddr, "8082"), config.EnvInternalListenAddr},
+		{"listener on the public port", with(on, config.EnvInternalListenAddr, "127.0.0.1:8080"), config.EnvInternalListenAddr},
+		{"listener on the public address", with(on, config.EnvInternalListenAddr, ":9000", config.EnvListenAddr, "10.0.0.1:9000"), config.EnvInternalListenAddr},
+		{"write paths without a listener", with(base, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/v1/students"), config.EnvInternalWritePaths},
+		{"write path outside extern", with(on, config.EnvInternalWritePaths, "/ims/oneroster/v1p1/users"), config.EnvInternalWritePaths},
+		{"write path the whole extern API", with(on, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/"), config.EnvInternalWritePaths},
+		{"write path with ..", with(on, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/v1/../students"), config.EnvInternalWritePaths},
+		{"write path encoded", with(on, config.EnvInternalWritePaths, "/WebUntis/api/rest/extern/v1/stud%65nts"), config.EnvInternalWritePaths},
+		{"write method unknown", with(on, config.EnvInternalWritePaths, "GET /WebUntis/api/rest/extern/v1/students"), config.EnvInternalWritePaths},
+		{"max body words", with(on, config.EnvInternalMaxBody, "big"), config.EnvInternalMaxBody},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(getenv(tt.env))
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Errorf("error %v, want one naming %s", err, tt.wantVar)
+			}
+			assertNoSecrets(t, fmt.Sprint(err), internalToken)
+		})
+	}
+}
+
+func TestCalendarSettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(getenv(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CalendarUpstreamPath != "/untis/calendar" || c.CalendarTimeout != 5*time.Second || c.CalendarMaxBytes != 5<<20 ||
+		c.CalendarMaxEvents != 5000 || c.CalendarMaxDays != 62 {
+		t.Errorf("calendar defaults: path %q timeout %s bytes %d events %d days %d", c.CalendarUpstreamPath, c.CalendarTimeout,
+			c.CalendarMaxBytes, c.CalendarMaxEvents, c.CalendarMaxDays)
+	}
+	c, err = config.Load(getenv(with(validEnv(t),
+		config.EnvCalendarUpstreamPath, "/api/v1/timetable-events",
+		config.EnvCalendarTimeout, "750ms",
+		config.EnvCalendarMaxBytes, "0",
+		config.EnvCalendarMaxEvents, "0",
+		config.EnvCalendarMaxDays, "366",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CalendarUpstreamPath != "/api/v1/timetable-events" || c.CalendarTimeout != 750*time.Millisecond || c.CalendarMaxBytes != 0 ||
+		c.CalendarMaxEvents != 0 || c.CalendarMaxDays != 366 {
+		t.Errorf("calendar settings: path %q timeout %s bytes %d events %d days %d", c.CalendarUpstreamPath, c.CalendarTimeout,
+			c.CalendarMaxBytes, c.CalendarMaxEvents, c.CalendarMaxDays)
+	}
+	found := map[string]bool{}
+	for _, a := range c.Describe() {
+		found[a.Key] = true
+	}
+	for _, name := range []string{config.EnvCalendarUpstreamPath, config.EnvCalendarTimeout, config.EnvCalendarMaxBytes,
+		config.EnvCalendarMaxEvents, config.EnvCalendarMaxDays} {
+		if !found[name] {
+			t.Errorf("Describe lacks %s", name)
+		}
+	}
+	base := validEnv(t)
+	for _, tt := range []struct{ name, variable, value string }{
+		{"path relative", config.EnvCalendarUpstreamPath, "untis/calendar"},
+		{"path a URL", config.EnvCalendarUpstreamPath, "http://evil.example/cal"},
+		{"path scheme-relative", config.EnvCalendarUpstreamPath, "//evil.example/cal"},
+		{"path with a query", config.EnvCalendarUpstreamPath, "/cal?x=1"},
+		{"path with ..", config.EnvCalendarUpstreamPath, "/a/../cal"},
+		{"path escaped", config.EnvCalendarUpstreamPath, "/a%2Fb"},
+		{"timeout zero", config.EnvCalendarTimeout, "0"},
+		{"timeout beyond the write timeout", config.EnvCalendarTimeout, "30s"},
+		{"timeout no unit", config.EnvCalendarTimeout, "5"},
+		{"bytes words", config.EnvCalendarMaxBytes, "big"},
+		{"events negative", config.EnvCalendarMaxEvents, "-1"},
+		{"events fraction", config.EnvCalendarMaxEvents, "1.5"},
+		{"days words", config.EnvCalendarMaxDays, "a month"},
+	} {
+		_, err := config.Load(getenv(with(base, tt.variable, tt.value)))
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Var != tt.variable {
+			t.Errorf("%s: error %v, want one naming %s", tt.name, err, tt.variable)
+		}
+	}
+}

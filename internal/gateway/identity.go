@@ -87,14 +87,28 @@ type cachedIdentity struct {
 // Identity is one signed-in user's identity headers, encoded. It is immutable.
 type Identity struct {
 	values [len(IdentityHeaders)]string
+	// lines are the values as header lines, made once: every proxied request of a busy session
+	// shares them instead of allocating ten slices. Each has capacity 1, so an append to a
+	// request's header makes a copy and never reaches the others.
+	lines [len(IdentityHeaders)][]string
 	// Expires is when its assertion expires.
 	Expires time.Time
 }
 
-// Set writes the identity headers into h, replacing any of the same name.
+func newIdentity(values [len(IdentityHeaders)]string, expires time.Time) *Identity {
+	id := &Identity{values: values, Expires: expires}
+	for i, v := range values {
+		id.lines[i] = []string{v}[:1:1]
+	}
+	return id
+}
+
+// Set writes the identity headers into h, replacing any of the same name. The values are shared
+// with every other request of the session: h's lines must not be modified in place (net/http
+// and httputil only read them, or replace them whole).
 func (id *Identity) Set(h http.Header) {
 	for i, name := range IdentityHeaders {
-		h[name] = []string{id.values[i]}
+		h[name] = id.lines[i]
 	}
 }
 
@@ -157,6 +171,21 @@ func (ids *Identities) For(ctx context.Context, sess *store.Session) (*Identity,
 	return id, nil
 }
 
+// ForUser returns the identity of a user who is not asking through a session: the platform's
+// Calendar API names a school and a user, and the app is asked on their behalf. u is the user as
+// the store knows them (only TenantID and Sub when they never signed in); there is no launch
+// context. It is built anew each time (one signature), never cached.
+func (ids *Identities) ForUser(ctx context.Context, u store.User, schoolName string) (*Identity, error) {
+	setup, err := ids.setupOf(ctx, u.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	return ids.build(ctx, &source{
+		tenantID: u.TenantID, sub: u.Sub, role: u.Role, given: u.GivenName, family: u.FamilyName,
+		email: u.Email, school: schoolName, setup: setup,
+	})
+}
+
 // build encodes the headers and signs the assertion.
 func (ids *Identities) build(ctx context.Context, src *source) (*Identity, error) {
 	launch, launchKept, dropped := formEncode(src.launch)
@@ -178,14 +207,11 @@ func (ids *Identities) build(ctx context.Context, src *source) (*Identity, error
 	if err != nil {
 		return nil, fmt.Errorf("identity of tenant %s: %w", src.tenantID, err)
 	}
-	return &Identity{
-		values: [len(IdentityHeaders)]string{
-			percentEncode(src.tenantID), percentEncode(src.sub), percentEncode(src.role),
-			percentEncode(given), percentEncode(family), percentEncode(email), percentEncode(school),
-			launch, setup, tok,
-		},
-		Expires: exp,
-	}, nil
+	return newIdentity([len(IdentityHeaders)]string{
+		percentEncode(src.tenantID), percentEncode(src.sub), percentEncode(src.role),
+		percentEncode(given), percentEncode(family), percentEncode(email), percentEncode(school),
+		launch, setup, tok,
+	}, exp), nil
 }
 
 // remember keeps c for key, making room when the cache is full: first the entries whose

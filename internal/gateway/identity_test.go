@@ -299,3 +299,76 @@ func TestASignerFailureIsAnError(t *testing.T) {
 		t.Fatal("no error")
 	}
 }
+
+// Every request of a session shares the identity's header lines (no allocation per request);
+// what one request's handling adds to its own headers never reaches the identity or another
+// request.
+func TestIdentityHeaderLinesAreSharedSafely(t *testing.T) {
+	t.Parallel()
+	ids, _, _, _ := newTestIdentities(0)
+	id, err := ids.For(context.Background(), testSession("s1", "1001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := http.Header{}, http.Header{}
+	id.Set(a)
+	id.Set(b)
+	a.Add(HeaderRole, "administrator")
+	a[HeaderTenantID] = append(a[HeaderTenantID], "1002")
+	a.Set(HeaderUserID, "someone-else")
+	for _, h := range []http.Header{b, func() http.Header { c := http.Header{}; id.Set(c); return c }()} {
+		if got := h.Values(HeaderRole); len(got) != 1 || got[0] != "teacher" {
+			t.Errorf("role lines %q", got)
+		}
+		if got := h.Values(HeaderTenantID); len(got) != 1 || got[0] != "1001" {
+			t.Errorf("tenant lines %q", got)
+		}
+		if got := h.Values(HeaderUserID); len(got) != 1 || got[0] != "u-s1" {
+			t.Errorf("user lines %q", got)
+		}
+	}
+	if id.Get(HeaderRole) != "teacher" {
+		t.Errorf("the identity changed: %q", id.Get(HeaderRole))
+	}
+}
+
+// A user named by the platform (the Calendar API), with or without a profile from a sign-in:
+// the same headers and assertion as a session's, without launch context, signed each time.
+func TestIdentityOfAUserWithoutASession(t *testing.T) {
+	t.Parallel()
+	ids, signer, _, _ := newTestIdentities(0)
+	known := store.User{TenantID: "1001", Sub: "u-7", Role: "student", GivenName: "Zoë", FamilyName: "Öz", Email: "z@x.example"}
+	for round := 1; round <= 2; round++ {
+		id, err := ids.ForUser(context.Background(), known, "Gymnasium Süd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			HeaderTenantID: "1001", HeaderUserID: "u-7", HeaderRole: "student", HeaderGivenName: "Zo%C3%AB",
+			HeaderFamilyName: "%C3%96z", HeaderEmail: "z%40x.example", HeaderSchoolName: "Gymnasium%20S%C3%BCd",
+			HeaderLaunch: "", HeaderSetup: "code=123456&district=Nord-Ost", HeaderIdentity: fmt.Sprintf("token-%d", round),
+		}
+		for k, v := range want {
+			if got := id.Get(k); got != v {
+				t.Errorf("round %d: %s = %q, want %q", round, k, got, v)
+			}
+		}
+	}
+	if a := signer.last; a.UserID != "u-7" || a.Role != "student" || len(a.Launch) != 0 || a.Setup["code"] != "123456" {
+		t.Errorf("assertion identity %+v", a)
+	}
+	if ids.Cached() != 0 {
+		t.Errorf("%d identities cached for users without a session", ids.Cached())
+	}
+	// Someone who never signed in: the school and the id, nothing else.
+	id, err := ids.ForUser(context.Background(), store.User{TenantID: "1002", Sub: "b953ec5f"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range IdentityHeaders {
+		want := map[string]string{HeaderTenantID: "1002", HeaderUserID: "b953ec5f", HeaderIdentity: "token-3"}[k]
+		if got := id.Get(k); got != want {
+			t.Errorf("unknown user: %s = %q, want %q", k, got, want)
+		}
+	}
+}

@@ -310,10 +310,18 @@ func (w *deadlineWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // bufferPool reuses the proxy's copy buffers, so a busy gateway does not allocate 32 KiB per
-// request.
+// request. The pool holds array pointers: a slice converts back to its array without the
+// allocation that boxing a slice header for sync.Pool would cost on every Put.
 type bufferPool struct{}
 
-var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+const bufferSize = 32 << 10
 
-func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+var buffers = sync.Pool{New: func() any { return new([bufferSize]byte) }}
+
+func (bufferPool) Get() []byte { return buffers.Get().(*[bufferSize]byte)[:] }
+
+func (bufferPool) Put(b []byte) {
+	if cap(b) >= bufferSize {
+		buffers.Put((*[bufferSize]byte)(b[:bufferSize]))
+	}
+}

@@ -184,6 +184,10 @@ type gatewayOptions struct {
 	setupFields   setup.Fields
 	// brand names the app on the server's own pages (APP_NAME, APP_ACCENT_COLOR, ...).
 	brand httpserver.Branding
+	// embed runs the replicas in embed mode (EMBED_MODE=true).
+	embed bool
+	// sessionCacheTTL is SESSION_CACHE_TTL (zero: off).
+	sessionCacheTTL time.Duration
 }
 
 type testClock struct {
@@ -230,7 +234,7 @@ func newGatewayEnv(t testing.TB, o gatewayOptions) *gatewayEnv {
 	if o.idle == 0 {
 		o.idle = gateway.DefaultIdleTimeout
 	}
-	opts := signinOptions{setupFields: o.setupFields}
+	opts := signinOptions{setupFields: o.setupFields, embed: o.embed, sessionCacheTTL: o.sessionCacheTTL}
 	opts.deps = func(in *instance, publicURL string, d *httpserver.Deps) {
 		signer, err := assertion.New(context.Background(), assertion.Config{
 			Store: in.store, Issuer: publicURL, Audience: publicURL, Now: g.clock.Now, Refresh: 10 * time.Second,

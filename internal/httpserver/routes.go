@@ -87,6 +87,10 @@ func (s *Server) Handler() http.Handler {
 	r.Post("/webhooks/credentials", s.handleWebhook)
 	r.Post("/webhooks/deactivation", s.handleWebhook)
 
+	// The platform's Calendar API (the timetable view), signed like the webhooks. Under /_untis/,
+	// which is the server's in gateway mode too, so it never takes a path from the app.
+	r.Post(CalendarPath, s.handleCalendar)
+
 	// Error pages are pages too: they get the security headers. In gateway mode every path
 	// not routed above is the app's (handleGateway keeps the server's trees, gateway.Reserved).
 	if s.proxy != nil {

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/text/language"
 
+	"github.com/untis-partner/server/internal/calendar"
 	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/i18n"
 	"github.com/untis-partner/server/internal/metrics"
@@ -78,6 +79,10 @@ type Deps struct {
 	// EventsTarget is where the lifecycle events go, as the console shows it (EVENTS_URL without
 	// its query; "" when unset).
 	EventsTarget string
+
+	// Calendar answers the platform's Calendar API (issue 14). nil: one that verifies with
+	// Webhooks and answers every active school with an empty calendar (no app to ask).
+	Calendar *calendar.Service
 }
 
 // Server holds the handlers' dependencies and the readiness state.
@@ -113,6 +118,7 @@ type Server struct {
 	jwks        http.Handler
 	proxy       *gateway.Proxy
 	landing     gateway.Landing
+	calendar    *calendar.Service
 	nameMu      sync.Mutex
 	nameAsked   map[string]time.Time // when each school's name was last looked up (learnSchoolName)
 
@@ -193,6 +199,14 @@ func New(d Deps) *Server {
 	if d.PublicOrigin != "" {
 		// Behind a proxy the Host header may not be the public one.
 		_ = s.crossOrigin.AddTrustedOrigin(d.PublicOrigin)
+	}
+	s.calendar = d.Calendar
+	if s.calendar == nil && d.Store != nil {
+		c, err := calendar.New(calendar.Config{Store: d.Store, Verifier: s.webhooks, Logger: d.Logger, Metrics: d.Metrics})
+		if err != nil {
+			panic(err) // a programming error: both are given
+		}
+		s.calendar = c
 	}
 	if d.Proxy != nil {
 		cfg := *d.Proxy

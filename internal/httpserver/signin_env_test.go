@@ -85,6 +85,8 @@ type signinOptions struct {
 	httpServer func(*http.Server)
 	// eventsTarget is EVENTS_URL as the console shows it ("" unset).
 	eventsTarget string
+	// sessionCacheTTL is SESSION_CACHE_TTL (zero: no cache, every request reads the database).
+	sessionCacheTTL time.Duration
 }
 
 func newSigninEnv(t testing.TB, o signinOptions) *signinEnv {
@@ -170,6 +172,7 @@ func (e *signinEnv) serve(in *instance, embed bool) {
 	t.Helper()
 	in.sessions = session.New(session.Config{
 		Store: in.store, Embed: embed, IdleTimeout: e.opts.idle, MaxAge: e.opts.maxAge, Now: in.now, Logger: e.log,
+		CacheTTL: e.opts.sessionCacheTTL,
 	})
 	webhookKey, err := config.ParseWebhookKeys(e.sim.WebhookPublicKey())
 	if err != nil {

@@ -63,15 +63,22 @@ type Config struct {
 	// DiscoveryTTL is how long a school's OpenID discovery document is trusted; default
 	// discovery.DefaultTTL (1 h).
 	DiscoveryTTL time.Duration
+	// StreamIdleTimeout cuts a streamed answer (Stream) when no byte of it arrives for this
+	// long; default 60 s.
+	StreamIdleTimeout time.Duration
 }
 
 // Clients hands out platform clients per school and owns the token cache they share. It is safe
 // for concurrent use; one per process.
 type Clients struct {
-	base   string // BaseURL without a trailing slash
-	store  *store.Store
-	log    *slog.Logger
-	http   *http.Client
+	base  string // BaseURL without a trailing slash
+	store *store.Store
+	log   *slog.Logger
+	http  *http.Client
+	// stream makes Stream's requests: http's transport without its overall timeout, since a
+	// streamed answer may take as long as it keeps moving (the attempt's header timeout and the
+	// body's idle timeout bound it instead).
+	stream *http.Client
 	now    func() time.Time
 	m      clientMetrics
 	tuning tuning
@@ -90,6 +97,7 @@ type tuning struct {
 	maxAttempts                  int
 	maxRetryAfter, retryBase     time.Duration
 	backoffBase, backoffMax      time.Duration
+	streamIdle                   time.Duration
 }
 
 // New builds the clients.
@@ -115,6 +123,8 @@ func New(cfg Config) (*Clients, error) {
 		hc = &c
 	}
 	hc.CheckRedirect = refuseRedirects
+	streamClient := *hc
+	streamClient.Timeout = 0
 	disc, err := discovery.New(discovery.Config{
 		APIURL: cfg.BaseURL, HTTPClient: hc, Logger: cfg.Logger, Metrics: cfg.Metrics, Now: cfg.Now, TTL: cfg.DiscoveryTTL,
 	})
@@ -122,11 +132,12 @@ func New(cfg Config) (*Clients, error) {
 		return nil, fmt.Errorf("platform: %w", err)
 	}
 	c := &Clients{
-		base:  strings.TrimRight(cfg.BaseURL.String(), "/"),
-		store: cfg.Store,
-		log:   cfg.Logger,
-		http:  hc,
-		now:   cfg.Now,
+		base:   strings.TrimRight(cfg.BaseURL.String(), "/"),
+		store:  cfg.Store,
+		log:    cfg.Logger,
+		http:   hc,
+		stream: &streamClient,
+		now:    cfg.Now,
 		tuning: tuning{
 			requestTimeout: orDuration(cfg.RequestTimeout, 10*time.Second),
 			tokenTimeout:   orDuration(cfg.TokenTimeout, 10*time.Second),
@@ -135,6 +146,7 @@ func New(cfg Config) (*Clients, error) {
 			retryBase:      orDuration(cfg.RetryBase, 200*time.Millisecond),
 			backoffBase:    orDuration(cfg.BackoffBase, 2*time.Second),
 			backoffMax:     orDuration(cfg.BackoffMax, 5*time.Minute),
+			streamIdle:     orDuration(cfg.StreamIdleTimeout, 60*time.Second),
 		},
 		tenants: make(map[string]*tenantState),
 		disc:    disc,

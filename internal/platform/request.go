@@ -63,9 +63,22 @@ func checkAPIPath(p string) error {
 
 // get runs one GET with the retry rules and returns the body of the 200 answer.
 func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte, error) {
+	return call(ctx, cl, endpoint, http.MethodGet, path, true, func(authorization string) ([]byte, *APIError) {
+		return cl.send(ctx, endpoint, path, target, authorization)
+	})
+}
+
+// call runs a platform request with the school's token (or the user's) and the platform's rules:
+// attempt makes one request with the Authorization header value it is given. A 401 with the
+// school's token drops the token, fetches a new one once and repeats the attempt once (the
+// platform refused the token before it processed anything, so this is safe for any method); a
+// second 401 marks the credentials failing. When retry is set (idempotent requests), 429, 5xx
+// and network failures are tried again with backoff, honouring Retry-After.
+func call[T any](ctx context.Context, cl Client, endpoint, method, path string, retry bool, attempt func(authorization string) (T, *APIError)) (T, error) {
+	var zero T
 	c := cl.c
 	if cl.asUser && cl.userToken == "" {
-		return nil, &APIError{Kind: ErrUnauthorized, TenantID: cl.tenantID, Method: http.MethodGet, Endpoint: endpoint,
+		return zero, &APIError{Kind: ErrUnauthorized, TenantID: cl.tenantID, Method: method, Endpoint: endpoint,
 			Path: path, Err: errors.New("no user token was given")}
 	}
 	var st *tenantState
@@ -73,7 +86,7 @@ func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte
 		st = c.state(cl.tenantID)
 	}
 	refetched, retriedState := false, false
-	for attempt := 1; ; attempt++ {
+	for n := 1; ; n++ {
 		var tok *cachedToken
 		authorization := "Bearer " + cl.userToken
 		if st != nil {
@@ -83,48 +96,51 @@ func (cl Client) get(ctx context.Context, endpoint, path, target string) ([]byte
 					// The credentials changed while the refused request ran: try the new ones.
 					retriedState = true
 					st = c.state(cl.tenantID)
-					attempt--
+					n--
 					continue
 				}
-				return nil, err
+				return zero, err
 			}
 			authorization = tok.authorization
 		}
-		body, apiErr := cl.send(ctx, endpoint, path, target, authorization)
+		out, apiErr := attempt(authorization)
 		if apiErr == nil {
 			if st != nil {
 				c.healthy(ctx, st, tok)
 			}
-			return body, nil
+			return out, nil
 		}
 		if apiErr.Kind == ErrUnauthorized {
 			c.m.unauthorized.Inc()
 			if st == nil {
-				return nil, apiErr // a user's token: the caller decides (re-login, or the school's token)
+				return zero, apiErr // a user's token: the caller decides (re-login, or the school's token)
 			}
 			if !refetched {
 				// The platform may invalidate a token at any time: fetch a fresh one, once. The
 				// refetch is not one of the attempts that 429 and 5xx may use.
 				st.drop(tok)
 				refetched = true
-				attempt--
+				n--
 				continue
 			}
-			return nil, c.refused(ctx, st, tok, apiErr)
+			return zero, c.refused(ctx, st, tok, apiErr)
 		}
 		if st != nil && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Kind != ErrRateLimited {
 			c.healthy(ctx, st, tok) // the platform took the token; it refused the call itself
 		}
-		wait, retry := cl.retryWait(ctx, apiErr, attempt)
 		if !retry {
-			return nil, apiErr
+			return zero, apiErr // not idempotent: the platform may have acted on it
+		}
+		wait, again := cl.retryWait(ctx, apiErr, n)
+		if !again {
+			return zero, apiErr
 		}
 		c.m.retries.Inc()
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w (gave up waiting to retry: %w)", apiErr, ctx.Err())
+			return zero, fmt.Errorf("%w (gave up waiting to retry: %w)", apiErr, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -21,6 +21,7 @@ func (s *Sim) controlRoutes(r chi.Router) {
 	r.Post("/tenants/{tenantID}/revoke-tokens", s.apiRevokeTokens)
 	r.Get("/tenants/{tenantID}/interop", s.apiGetInterop)
 	r.Post("/tenants/{tenantID}/interop", s.apiSetInterop)
+	r.Post("/tenants/{tenantID}/timetable", s.apiTimetable)
 	r.Get("/signing-keys", s.apiSigningKeys)
 	r.Post("/signing-keys/rotate", s.apiRotateSigningKey)
 	r.Post("/signing-keys/remove-old", s.apiRemoveOldSigningKeys)
@@ -335,4 +336,45 @@ func (s *Sim) apiRotateSigningKey(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) apiRemoveOldSigningKeys(w http.ResponseWriter, r *http.Request) {
 	s.RemoveOldSigningKeys()
 	writeJSON(w, http.StatusOK, s.SigningKeys())
+}
+
+// apiTimetable plays the timetable view: {"user": sourcedId, "startDate": "2023-03-10",
+// "endDate": "2023-03-13"} (defaults: the signed-in user, else the first teacher; this week's
+// Monday to Friday). It answers with the partner's answer, read (TimetableResult); 502 when the
+// partner could not be asked.
+func (s *Sim) apiTimetable(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	var body struct {
+		User      string `json:"user"`
+		StartDate string `json:"startDate"`
+		EndDate   string `json:"endDate"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	ti, ok := s.Tenant(tid)
+	if !ok {
+		writeAPIError(w, http.StatusNotFound, ErrUnknownTenant.Error())
+		return
+	}
+	user := body.User
+	if user == "" {
+		user = ti.SignedInUser
+	}
+	if user == "" {
+		if u, ok := s.UserByRole(tid, RoleTeacher); ok {
+			user = u.SourcedID
+		}
+	}
+	start, end, err := s.timetableDates(body.StartDate, body.EndDate)
+	if err != nil {
+		writeAPIError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	res, err := s.TimetableView(r.Context(), tid, user, start, end)
+	if err != nil {
+		writeAPIError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

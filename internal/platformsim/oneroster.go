@@ -29,6 +29,8 @@ type apiCall struct {
 	// mismatch asks users/{id} to answer with a different sourcedId (the
 	// OneRosterMismatch fault).
 	mismatch bool
+	// fingerprint identifies the bearer token that was sent (TokenFingerprint).
+	fingerprint string
 }
 
 type apiHandler func(w http.ResponseWriter, r *http.Request, c *apiCall) int
@@ -86,15 +88,20 @@ func (s *Sim) apiFor(h apiHandler, selfOK bool) http.HandlerFunc {
 		default:
 			status = h(w, r, c)
 		}
-		call := APICall{
-			Time: s.Now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
-			TenantID: c.tenantID, TokenKind: c.kind, UserID: c.userID, Status: status,
-		}
-		s.mu.Lock()
-		s.stats.api[apiKey{c.tenantID, status}]++
-		s.calls.add(call)
-		s.mu.Unlock()
+		s.record(r, c, status)
 	}
+}
+
+// record counts an API call and adds it to the call log.
+func (s *Sim) record(r *http.Request, c *apiCall, status int) {
+	call := APICall{
+		Time: s.Now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+		TenantID: c.tenantID, TokenKind: c.kind, TokenFingerprint: c.fingerprint, UserID: c.userID, Status: status,
+	}
+	s.mu.Lock()
+	s.stats.api[apiKey{c.tenantID, status}]++
+	s.calls.add(call)
+	s.mu.Unlock()
 }
 
 // authenticate resolves the bearer token. On failure it returns a
@@ -106,6 +113,7 @@ func (s *Sim) authenticate(r *http.Request) (c *apiCall, fail failN, errDesc str
 		return c, fail, "a bearer token is required"
 	}
 	c.kind = TokenKindUnknown
+	c.fingerprint = TokenFingerprint(raw)
 	now := s.Now()
 
 	// Some partners send the id_token instead of the access token; the

@@ -63,6 +63,11 @@ type schoolView struct {
 	ClassList   []Class
 	CurrentUser string
 	CurrentName string
+	// The timetable view: its last answer, and the form's user and dates (the last ones asked
+	// for, else the signed-in user and this week).
+	Timetable                    *TimetableResult
+	TimetableUser                string
+	TimetableStart, TimetableEnd string
 }
 
 func (s *Sim) handleHome(w http.ResponseWriter, r *http.Request) {
@@ -83,19 +88,26 @@ func (s *Sim) handleHome(w http.ResponseWriter, r *http.Request) {
 		if u, ok := s.User(ti.ID, v.CurrentUser); ok {
 			v.CurrentName = u.GivenName + " " + u.FamilyName + " (" + u.Role + ")"
 		}
+		v.Timetable, v.TimetableUser = s.LastTimetable(ti.ID), v.CurrentUser
+		start, end, _ := s.timetableDates("", "")
+		v.TimetableStart, v.TimetableEnd = start.Format(time.DateOnly), end.Format(time.DateOnly)
+		if tt := v.Timetable; tt != nil && tt.StartDate != "" {
+			v.TimetableUser, v.TimetableStart, v.TimetableEnd = tt.User, tt.StartDate, tt.EndDate
+		}
 		schools = append(schools, v)
 	}
 	partner := s.PartnerURL()
 	s.render(w, http.StatusOK, "home", struct {
 		BaseURL, PartnerURL, RedirectURI, WebhookKey   string
 		CredentialsURL, DeactivationURL, PartnerLogout string
+		CalendarURL                                    string
 		Flash                                          string
 		Schools                                        []schoolView
 		Keys                                           SigningKeys
 		AltAuthorizePath, AltTokenPath                 string
 	}{
 		s.BaseURL(), partner, s.RedirectURI(), s.WebhookPublicKey(),
-		partner + s.credentialsPath, partner + s.deactivationPath, partner + "/logout",
+		partner + s.credentialsPath, partner + s.deactivationPath, partner + "/logout", partner + s.calendarPath,
 		r.URL.Query().Get("msg"), schools, s.SigningKeys(), AltAuthorizePath, AltTokenPath,
 	})
 }
@@ -336,4 +348,38 @@ func (s *Sim) runAction(ctx context.Context, tid, action string, opt *Deactivati
 		return &WebhookResult{}, s.ReactivateWithoutWebhook(tid)
 	}
 	return nil, errUnknownAction
+}
+
+// handleTimetable plays the timetable view from the page: ask the partner's Calendar-Path for
+// the chosen user's events and show them on the school's card.
+func (s *Sim) handleTimetable(w http.ResponseWriter, r *http.Request) {
+	tid := chi.URLParam(r, "tenantID")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	_ = r.ParseForm()
+	if _, ok := s.Tenant(tid); !ok {
+		s.errorPage(w, http.StatusNotFound, "Not found", ErrUnknownTenant.Error())
+		return
+	}
+	u, ok := s.User(tid, r.PostForm.Get("user"))
+	if !ok {
+		s.errorPage(w, http.StatusBadRequest, "Unknown user", "Pick a user of this school.")
+		return
+	}
+	start, end, err := s.timetableDates(r.PostForm.Get("start"), r.PostForm.Get("end"))
+	if err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Not a date", "Pick the first and the last day of the timetable ("+err.Error()+").")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	var msg string
+	switch res, err := s.TimetableView(ctx, tid, u.SourcedID, start, end); {
+	case err != nil:
+		msg = "The partner's Calendar-Path could not be asked: " + err.Error()
+	case res.OK():
+		msg = fmt.Sprintf("Timetable view of %s %s: the partner answered with %d event(s).", u.GivenName, u.FamilyName, len(res.Events))
+	default:
+		msg = fmt.Sprintf("Timetable view of %s %s: the partner answered %d; the timetable shows nothing from the app.", u.GivenName, u.FamilyName, res.Status)
+	}
+	http.Redirect(w, r, "/?msg="+url.QueryEscape(msg)+"#timetable-"+tid, http.StatusSeeOther)
 }

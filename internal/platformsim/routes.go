@@ -41,6 +41,7 @@ func (s *Sim) routes() http.Handler {
 	})
 
 	r.Route(oneRosterPrefix, s.oneRosterRoutes)
+	r.Route(externPrefix, s.externRoutes)
 
 	// Pages for a person and the JSON control API. Browsers on other
 	// origins must not trigger actions here; curl and Go clients (which
@@ -54,6 +55,7 @@ func (s *Sim) routes() http.Handler {
 		r.Post("/sim/tenants/{tenantID}/signout", s.handleSignOut)
 		r.Post("/sim/tenants/{tenantID}/launch", s.handleLaunch)
 		r.Post("/sim/tenants/{tenantID}/interop", s.handleInteropToggle)
+		r.Post("/sim/tenants/{tenantID}/timetable", s.handleTimetable)
 		r.Post("/sim/signing-keys/{action}", s.handleSigningKeyAction)
 		r.Post("/sim/tenants/{tenantID}/{action}", s.handlePageAction)
 		r.Route("/sim/api", s.controlRoutes)

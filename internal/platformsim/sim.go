@@ -59,6 +59,9 @@ type Config struct {
 	// "/webhooks/credentials" and "/webhooks/deactivation".
 	CredentialsPath  string
 	DeactivationPath string
+	// CalendarPath is the Calendar-Path the timetable view posts to; default
+	// DefaultCalendarPath (the partner server's route).
+	CalendarPath string
 	// WebhookKey signs webhooks (SHA256withRSA). If nil, a default key
 	// is used that every simulator of this process shares (generating RSA
 	// keys is slow), unless FreshKeys is set.
@@ -102,6 +105,7 @@ type Sim struct {
 	redirectPath     string
 	credentialsPath  string
 	deactivationPath string
+	calendarPath     string
 	webhookKey       *rsa.PrivateKey
 	webhookPubB64    string
 	clock            func() time.Time
@@ -145,6 +149,7 @@ func New(cfg Config) (*Sim, error) {
 		redirectPath:     orDefault(cfg.RedirectPath, "/launch"),
 		credentialsPath:  orDefault(cfg.CredentialsPath, "/webhooks/credentials"),
 		deactivationPath: orDefault(cfg.DeactivationPath, "/webhooks/deactivation"),
+		calendarPath:     orDefault(cfg.CalendarPath, DefaultCalendarPath),
 		clock:            cfg.Now,
 		client:           cfg.HTTPClient,
 		log:              cfg.Logger,

@@ -1,6 +1,10 @@
 package platformsim
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
 
 // Grant types as counted in Stats.
 const (
@@ -36,11 +40,13 @@ type Stats struct {
 	// ("/WebUntis/api/sso/v3/{tenantId}/jwks", also when asked with a
 	// trailing slash); fetches for unknown tenants are not counted.
 	JWKSFetches map[string]int `json:"jwksFetches"`
-	// APICalls counts OneRoster calls: tenant the token belongs to ("" when
+	// APICalls counts API calls (OneRoster and extern): tenant the token belongs to ("" when
 	// the token was not valid) → HTTP status → count.
 	APICalls map[string]map[int]int `json:"apiCalls"`
 	// WebhooksSent counts webhook deliveries attempted, replays included.
 	WebhooksSent int `json:"webhooksSent"`
+	// CalendarRequests counts Calendar API requests sent (the timetable view).
+	CalendarRequests int `json:"calendarRequests"`
 }
 
 // UnknownTenant is the key under which Stats counts requests for tenant
@@ -94,12 +100,13 @@ type apiKey struct {
 // statCounters are flat maps with struct keys so counting costs no
 // allocation once a key exists; guarded by Sim.mu.
 type statCounters struct {
-	token     map[pair]int
-	authorize map[string]int
-	discovery map[string]int
-	jwks      map[string]int
-	api       map[apiKey]int
-	webhooks  int
+	token            map[pair]int
+	authorize        map[string]int
+	discovery        map[string]int
+	jwks             map[string]int
+	api              map[apiKey]int
+	webhooks         int
+	calendarRequests int
 }
 
 func (c *statCounters) init() {
@@ -123,6 +130,7 @@ func (s *Sim) Stats() Stats {
 		JWKSFetches:       make(map[string]int, len(s.stats.jwks)),
 		APICalls:          make(map[string]map[int]int),
 		WebhooksSent:      s.stats.webhooks,
+		CalendarRequests:  s.stats.calendarRequests,
 	}
 	for k, n := range s.stats.token {
 		if st.TokenRequests[k.a] == nil {
@@ -156,7 +164,14 @@ func (s *Sim) ResetStats() {
 	s.calls = callLog{}
 }
 
-// APICall is one OneRoster call as the simulator saw it.
+// TokenFingerprint is the first 12 hex digits of the SHA-256 of a bearer token: enough to tell
+// tokens apart in a test, useless to call the API with.
+func TokenFingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+// APICall is one API call (OneRoster or extern) as the simulator saw it.
 type APICall struct {
 	Time      time.Time `json:"time"`
 	Method    string    `json:"method"`
@@ -164,8 +179,11 @@ type APICall struct {
 	Query     string    `json:"query,omitempty"`
 	TenantID  string    `json:"tenantId"`  // tenant the token belongs to; "" if invalid
 	TokenKind string    `json:"tokenKind"` // one of the TokenKind constants
-	UserID    string    `json:"userId,omitempty"`
-	Status    int       `json:"status"`
+	// TokenFingerprint identifies the bearer token sent, without being it: TokenFingerprint(token).
+	// Tests compare it to tell which token a call used; "" when none was sent.
+	TokenFingerprint string `json:"tokenFingerprint,omitempty"`
+	UserID           string `json:"userId,omitempty"`
+	Status           int    `json:"status"`
 }
 
 const callLogSize = 256

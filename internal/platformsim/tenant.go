@@ -39,9 +39,11 @@ type tenant struct {
 	scopes                     []string // what the application may ask for (PAM permissions)
 	interop                    InteropOptions
 	roster                     *roster
+	extern                     *externData // the extern API's students, seeded on first use
 	lastWebhook                *sentWebhook
 	lastResult                 *WebhookResult
 	lastResultErr              string
+	lastTimetable              *TimetableResult
 }
 
 // TenantInfo is a snapshot of a tenant, for tests, the pages and the

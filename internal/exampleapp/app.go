@@ -1,4 +1,4 @@
-package main
+package exampleapp
 
 import (
 	"bytes"
@@ -36,6 +36,7 @@ func (a *app) routes() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /ws", a.handleEcho)
+	mux.HandleFunc("GET /untis/calendar", a.handleCalendar) // the server asks it for the timetable view
 	// Every other path shows who is signed in: a launch's return_to, or an entry point's path
 	// for a role, lands on some path of the app.
 	mux.HandleFunc("GET /", a.handleHome)
