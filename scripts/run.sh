@@ -7,14 +7,15 @@
 #      in gateway mode in front of the example partner app (cmd/exampleapp on EXAMPLE_PORT, default
 #      SIM_PORT+1 = 8082), which shows who is signed in and verifies X-Untis-Identity against the
 #      server's JWKS, lists the school's teachers through the platform API (INTERNAL_PORT) and
-#      receives the school lifecycle events (EVENTS_URL, signed with EVENTS_SECRET). UPSTREAM_URL=http://127.0.0.1:3000 make run puts the gateway in front of your
-#      own app instead (with your GATEWAY_PUBLIC_PATHS); GATEWAY=off make run serves the server's
-#      built-in app, without a gateway;
+#      receives the school lifecycle events (EVENTS_URL, signed with EVENTS_SECRET).
+#      UPSTREAM_URL=http://127.0.0.1:3000 make run puts the gateway in front of your own app
+#      instead (with your GATEWAY_PUBLIC_PATHS); GATEWAY=off make run serves the server's built-in
+#      app, without a gateway;
 #   4. the two demo schools: cmd/demosync makes simulator and server agree on each one and says
 #      truthfully where it stands (activated through the simulator's signed webhooks).
-# Generated local secrets (encryption key, internal API token, events secret, simulator keys) and the simulator's state (each demo
-# school's status and credentials) live in .local/ (git-ignored), so a second `make run` keeps the
-# same keys and the same data. Ctrl-C stops the simulator and the server; PostgreSQL keeps running
+# Generated local secrets (encryption key, internal API token, events secret, simulator keys) and
+# the simulator's state (each demo school's status and credentials) live in .local/ (git-ignored),
+# so a second `make run` keeps the same keys and the same data. Ctrl-C stops the simulator and the server; PostgreSQL keeps running
 # (`make db-stop` stops it).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
