@@ -6,14 +6,16 @@
 #      embed mode unless EMBED_MODE=false (then the simulator's iFrame buttons explain why not), and
 #      in gateway mode in front of the example partner app (cmd/exampleapp on EXAMPLE_PORT, default
 #      SIM_PORT+1 = 8082), which shows who is signed in and verifies X-Untis-Identity against the
-#      server's JWKS. UPSTREAM_URL=http://127.0.0.1:3000 make run puts the gateway in front of your
-#      own app instead (with your GATEWAY_PUBLIC_PATHS); GATEWAY=off make run serves the server's
-#      built-in app, without a gateway;
+#      server's JWKS, lists the school's teachers through the platform API (INTERNAL_PORT) and
+#      receives the school lifecycle events (EVENTS_URL, signed with EVENTS_SECRET).
+#      UPSTREAM_URL=http://127.0.0.1:3000 make run puts the gateway in front of your own app
+#      instead (with your GATEWAY_PUBLIC_PATHS); GATEWAY=off make run serves the server's built-in
+#      app, without a gateway;
 #   4. the two demo schools: cmd/demosync makes simulator and server agree on each one and says
 #      truthfully where it stands (activated through the simulator's signed webhooks).
-# Generated local secrets (encryption key, simulator keys) and the simulator's state (each demo
-# school's status and credentials) live in .local/ (git-ignored), so a second `make run` keeps the
-# same keys and the same data. Ctrl-C stops the simulator and the server; PostgreSQL keeps running
+# Generated local secrets (encryption key, internal API token, events secret, simulator keys) and
+# the simulator's state (each demo school's status and credentials) live in .local/ (git-ignored),
+# so a second `make run` keeps the same keys and the same data. Ctrl-C stops the simulator and the server; PostgreSQL keeps running
 # (`make db-stop` stops it).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +50,13 @@ elif [ -n "$example_url" ] && [ -z "$public_paths" ]; then
   public_paths="/public/" # the example app's public page and its assets
 fi
 internal_port="${INTERNAL_PORT:-$((sim_port + 2))}" # the platform API for the partner's app (internal listener)
+# Where the server POSTs the school lifecycle events: an EVENTS_URL given to make run, else the
+# example app's receiver (straight to the app, not through the gateway), else nowhere (the server
+# keeps them for EVENTS_RETRY_FOR, for a receiver configured later).
+events_url="${EVENTS_URL:-}"
+if [ -z "$events_url" ] && [ -n "$example_url" ]; then
+  events_url="$example_url/untis/events"
+fi
 local_dir="$repo/.local"
 mkdir -p "$local_dir" "$repo/bin"
 
@@ -90,6 +99,11 @@ fi
 if ! grep -q '^INTERNAL_API_TOKEN=' "$env_file"; then
   (umask 077 && printf 'INTERNAL_API_TOKEN=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >>"$env_file")
 fi
+# The Standard Webhooks secret the server signs the school lifecycle events with, and the example
+# app verifies them with (also added to an env file from before it existed).
+if ! grep -q '^EVENTS_SECRET=' "$env_file"; then
+  (umask 077 && printf 'EVENTS_SECRET=whsec_%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >>"$env_file")
+fi
 # shellcheck disable=SC1090
 set -a; . "$env_file"; set +a
 
@@ -128,12 +142,15 @@ pids+=($!)
 
 if [ -n "$example_url" ]; then
   # It expects the server's defaults: iss and aud PUBLIC_URL, keys at PUBLIC_URL/.well-known/jwks.json.
-  # An IDENTITY_JWT_AUDIENCE given to make run goes to both.
-  bin/exampleapp -addr "127.0.0.1:$example_port" -issuer "$server_url" -audience "${IDENTITY_JWT_AUDIENCE:-$server_url}" &
+  # An IDENTITY_JWT_AUDIENCE given to make run goes to both. It reads the school's teachers from the
+  # platform API with INTERNAL_API_TOKEN and verifies the events with EVENTS_SECRET, both from the
+  # environment (.local/env, exported above): a secret in a flag would show in ps.
+  bin/exampleapp -addr "127.0.0.1:$example_port" -issuer "$server_url" -audience "${IDENTITY_JWT_AUDIENCE:-$server_url}" \
+    -api-url "http://127.0.0.1:$internal_port" &
   pids+=($!)
 fi
 
-INTERNAL_LISTEN_ADDR="127.0.0.1:$internal_port" \
+INTERNAL_LISTEN_ADDR="127.0.0.1:$internal_port" EVENTS_URL="$events_url" \
 PUBLIC_URL="$server_url" UNTIS_API_URL="$sim_url" LISTEN_ADDR="127.0.0.1:$server_port" EMBED_MODE="$embed_mode" \
   UPSTREAM_URL="$upstream" GATEWAY_PUBLIC_PATHS="$public_paths" \
   LOG_FORMAT="${LOG_FORMAT:-text}" SHUTDOWN_DELAY="${SHUTDOWN_DELAY:-0s}" bin/server serve &
@@ -195,6 +212,13 @@ else
   app_line=""
   gateway_line="the built-in app (GATEWAY=off; make run: the gateway in front of the example app)"
 fi
+if [ -n "$example_url" ] && [ "$events_url" = "$example_url/untis/events" ]; then
+  events_line="POSTed to $events_url, signed with EVENTS_SECRET of .local/env (the example app shows them at /events)"
+elif [ -n "$events_url" ]; then
+  events_line="POSTed to EVENTS_URL, signed with EVENTS_SECRET of .local/env"
+else
+  events_line="not sent (no EVENTS_URL): kept for a receiver configured later"
+fi
 cat >&2 <<READY
 
   $headline
@@ -203,6 +227,7 @@ cat >&2 <<READY
     Operator console:         $server_url/admin    (local demo account: $demo_operator / $demo_operator_password)
     Manual activation:        $server_url/activate    (onboarding without a webhook)
     Platform API (your app):  http://127.0.0.1:$internal_port/v1/schools    (Authorization: Bearer \$(grep ^INTERNAL_API_TOKEN= .local/env | cut -d= -f2-))
+    Lifecycle events:         $events_line
     Database:                 $db_shown
     Mode:                     $mode_line
     App:                      $gateway_line

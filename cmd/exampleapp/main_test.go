@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +56,7 @@ func TestRunServesAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-issuer", gw.URL}, out, io.Discard) }()
+	go func() { done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-issuer", gw.URL}, noEnv, out, io.Discard) }()
 	var base string
 	for deadline := time.Now().Add(10 * time.Second); base == ""; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -101,9 +103,85 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatal("run did not return")
 	}
 	for _, args := range [][]string{{"-jwks-url", "ftp://x"}, {"-issuer", ""}, {"extra"}} {
-		if code := run(context.Background(), args, io.Discard, io.Discard); code != 2 {
+		if code := run(context.Background(), args, noEnv, io.Discard, io.Discard); code != 2 {
 			t.Errorf("%v: exit %d", args, code)
 		}
+	}
+}
+
+func noEnv(string) string { return "" }
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// The platform API's token and the events' secret come from the environment or from a file, never
+// from a flag's value (ps shows those to every user of the machine); both at once is an error, and
+// neither ever appears in what the command prints.
+func TestSecretsComeFromTheEnvironmentOrAFile(t *testing.T) {
+	t.Parallel()
+	const token = "internal-api-token-from-the-environment-0123456789"
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	dir := t.TempDir()
+	tokenFile, secretFile := filepath.Join(dir, "token"), filepath.Join(dir, "secret")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := []string{"-api-url", "http://127.0.0.1:8083"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"environment", api, map[string]string{"INTERNAL_API_TOKEN": token + ",an-older-token-still-accepted-by-the-server", "EVENTS_SECRET": secret}},
+		{"files", append([]string{"-api-token-file", tokenFile, "-events-secret-file", secretFile}, api...), nil},
+	} {
+		o, err := parseFlags(tc.args, envOf(tc.env), io.Discard)
+		if err != nil || !strings.HasPrefix(o.app.APIToken, token) || o.app.EventsSecret != secret || o.app.APIURL != "http://127.0.0.1:8083" {
+			t.Errorf("%s: %+v %v", tc.name, o.app.APIURL, err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"token twice", append([]string{"-api-token-file", tokenFile}, api...), map[string]string{"INTERNAL_API_TOKEN": token}, "both INTERNAL_API_TOKEN and -api-token-file"},
+		{"secret twice", []string{"-events-secret-file", secretFile}, map[string]string{"EVENTS_SECRET": secret}, "both EVENTS_SECRET and -events-secret-file"},
+		{"no token for the API", api, nil, "its token (INTERNAL_API_TOKEN) is not"},
+		{"a file that is not there", []string{"-api-token-file", filepath.Join(dir, "nope")}, nil, "-api-token-file"},
+		{"a secret without whsec_", nil, map[string]string{"EVENTS_SECRET": strings.TrimPrefix(secret, "whsec_")}, "does not start with whsec_"},
+		{"an API URL with a password", []string{"-api-url", "http://app:" + token + "@127.0.0.1:8083"}, map[string]string{"INTERNAL_API_TOKEN": token}, "without user info"},
+	} {
+		var stderr strings.Builder
+		code := run(context.Background(), tc.args, envOf(tc.env), io.Discard, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: exit %d, %q", tc.name, code, stderr.String())
+		}
+		if strings.Contains(stderr.String(), token) || strings.Contains(stderr.String(), "MfKQ9r8G") {
+			t.Errorf("%s: a secret in %q", tc.name, stderr.String())
+		}
+	}
+	// The start-up line names the API and the receiver, never the token or the secret.
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, api...), envOf(map[string]string{"INTERNAL_API_TOKEN": token, "EVENTS_SECRET": secret}), out, io.Discard)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "listening on"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start-up line: %q", out.String())
+		}
+	}
+	cancel()
+	<-done
+	line := out.String()
+	if !strings.Contains(line, "platform API at http://127.0.0.1:8083") || !strings.Contains(line, "lifecycle events at POST /untis/events") ||
+		strings.Contains(line, token) || strings.Contains(line, "MfKQ9r8G") {
+		t.Errorf("start-up line %q", line)
 	}
 }
 

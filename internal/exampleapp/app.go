@@ -9,19 +9,23 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 //go:embed web
 var webFS embed.FS
 
-var pages = template.Must(template.New("").Funcs(template.FuncMap{"claimRows": claimRows, "initial": initial}).ParseFS(webFS, "web/*.html"))
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"claimRows": claimRows, "initial": initial, "plus": func(a, b int) int { return a + b }, "when": when, "join": strings.Join,
+}).ParseFS(webFS, "web/*.html"))
 
 // app is the example partner app. Its pages are what a partner's own app would do with the
-// gateway's headers; handlers for more of the platform (listing a school's teachers through the
-// server's internal API, receiving lifecycle events) go beside them in routes.
+// gateway's headers, the server's platform API and its lifecycle events.
 type app struct {
 	verifier *verifier
 	log      *slog.Logger
+	api      *platformAPI // nil: not connected to the platform API
+	events   *eventLog
 }
 
 // routes is the app's whole HTTP surface. Everything under /public/ (its assets included) and
@@ -37,6 +41,13 @@ func (a *app) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /ws", a.handleEcho)
 	mux.HandleFunc("GET /untis/calendar", a.handleCalendar) // the server asks it for the timetable view
+	mux.HandleFunc("POST "+eventsPath, a.handleEvent)       // the server's lifecycle events
+	mux.HandleFunc("GET "+eventsPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "the server POSTs its lifecycle events here; the app's page of them is /events", http.StatusMethodNotAllowed)
+	})
+	mux.HandleFunc("GET /teachers", a.handleTeachers)
+	mux.HandleFunc("GET /events", a.handleEvents)
 	// Every other path shows who is signed in: a launch's return_to, or an entry point's path
 	// for a role, lands on some path of the app.
 	mux.HandleFunc("GET /", a.handleHome)
@@ -120,6 +131,15 @@ func claimRows(c *claims) []pair {
 		rows = append(rows, pair{"exp", c.Expiry.Time().UTC().Format("2006-01-02 15:04:05 UTC")})
 	}
 	return rows
+}
+
+// when shows an RFC 3339 time as UTC to the second (what does not parse, as it came).
+func when(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
 // initial is the first letter of a name, for the avatar ("?" when there is none).

@@ -141,7 +141,7 @@ func headers(u user, token string) http.Header {
 
 // newApp starts the example app against g's JWKS.
 func newApp(t *testing.T, g *gateway) (*app, *httptest.Server) {
-	a := &app{verifier: newVerifier(g.jwks.URL, testIssuer, testAudience), log: slog.New(slog.DiscardHandler)}
+	a := &app{verifier: newVerifier(g.jwks.URL, testIssuer, testAudience), log: slog.New(slog.DiscardHandler), events: &eventLog{}}
 	srv := httptest.NewServer(a.routes())
 	t.Cleanup(srv.Close)
 	return a, srv
