@@ -9,9 +9,19 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
-      -ldflags "-s -w -X main.version=${VERSION}" -o /out/server ./cmd/server
+      -ldflags "-s -w -X main.version=${VERSION}" -o /out/server ./cmd/server && \
+    CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o /out/exampleapp ./cmd/exampleapp
 
-FROM gcr.io/distroless/static-debian12:nonroot
+# The example partner app (cmd/exampleapp), for examples/compose.yaml: docker build --target exampleapp .
+FROM gcr.io/distroless/static-debian12:nonroot AS exampleapp
+COPY --from=build /out/exampleapp /exampleapp
+USER nonroot:nonroot
+EXPOSE 8082
+ENTRYPOINT ["/exampleapp"]
+CMD ["-addr", ":8082"]
+
+# The server: the default target (the last stage).
+FROM gcr.io/distroless/static-debian12:nonroot AS server
 COPY --from=build /out/server /server
 USER nonroot:nonroot
 ENV LISTEN_ADDR=:8080 LOG_FORMAT=json
