@@ -293,7 +293,7 @@ var options = []option{
 				}
 				p = netip.PrefixFrom(addr, addr.BitLen())
 			}
-			// Peers are compared unmapped (httpserver.clientIP), so ::ffff:a.b.c.d/n is a.b.c.d/(n-96).
+			// Peers are compared unmapped (gateway.ClientIP), so ::ffff:a.b.c.d/n is a.b.c.d/(n-96).
 			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
 				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 			}
