@@ -23,19 +23,6 @@ type issuerEntry struct {
 	keys      *keySet
 }
 
-// Discovery failures, told apart (see internal/discovery): an unreachable document does not
-// stop a sign-in from starting at the documented authorize endpoint (it may be back by the
-// callback, which needs it); one that sends us off UNTIS_API_URL, or names no client
-// authentication we can do, is a configuration problem and stops the school's sign-in.
-var (
-	errDiscoveryUnreachable  = discovery.ErrUnreachable
-	errDiscoveryUntrusted    = discovery.ErrUntrusted
-	errAuthMethodUnsupported = discovery.ErrAuthMethodUnsupported
-)
-
-// discoveryRetryAfter is how long a failed discovery is remembered before it is tried again.
-const discoveryRetryAfter = discovery.RetryAfter
-
 // issuerFor returns the school's discovery from the cache shared with the server-to-server
 // client (which fetches it when it is not cached, older than its TTL, or failed more than a few
 // seconds ago; concurrent callers share one fetch).

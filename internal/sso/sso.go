@@ -149,9 +149,9 @@ func (s *Service) documentedEndpoints(tenantID string) *issuerEntry {
 // discoveryFailure is the sign-in failure for a school whose discovery cannot be used.
 func discoveryFailure(tid string, err error) *Error {
 	switch {
-	case errors.Is(err, errDiscoveryUntrusted):
+	case errors.Is(err, discovery.ErrUntrusted):
 		return failure(KindMisconfigured, "discovery_untrusted", tid, err)
-	case errors.Is(err, errAuthMethodUnsupported):
+	case errors.Is(err, discovery.ErrAuthMethodUnsupported):
 		return failure(KindMisconfigured, "token_auth_unsupported", tid, err)
 	}
 	return failure(KindUnavailable, "discovery_failed", tid, err)
@@ -184,7 +184,7 @@ func (s *Service) Begin(ctx context.Context, l Launch) (Start, error) {
 	// and the callback needs the discovery anyway (to verify the id_token).
 	iss, err := s.issuerFor(ctx, t.ID)
 	switch {
-	case errors.Is(err, errDiscoveryUnreachable):
+	case errors.Is(err, discovery.ErrUnreachable):
 		iss = s.documentedEndpoints(t.ID)
 	case err != nil:
 		return Start{}, discoveryFailure(t.ID, err)
@@ -238,7 +238,7 @@ func (s *Service) complete(ctx context.Context, flowID string, q url.Values) (Id
 				tenantID = f.TenantID
 			}
 		}
-		return Identity{}, &Error{Kind: KindPlatformError, Reason: "platform_error", Code: oauthErrorCode(platformErr), TenantID: tenantID}
+		return Identity{}, &Error{Kind: KindPlatformError, Reason: "platform_error", Code: discovery.Word(platformErr), TenantID: tenantID}
 	}
 	if flowID == "" {
 		return Identity{}, failure(KindFlowMissing, "no_flow_cookie", "", nil)
@@ -318,7 +318,7 @@ func (s *Service) exchange(ctx context.Context, iss *issuerEntry, tid string, cr
 	if errors.As(err, &re) && re.Response != nil {
 		// Only the status and the OAuth error code: the body is the platform's and is not
 		// repeated into our logs.
-		status, code := re.Response.StatusCode, oauthErrorCode(re.ErrorCode)
+		status, code := re.Response.StatusCode, discovery.Word(re.ErrorCode)
 		detail := fmt.Errorf("token endpoint answered %d %s", status, code)
 		switch {
 		case status >= 500 || status == http.StatusTooManyRequests:
@@ -463,21 +463,6 @@ func validSub(sub string) bool {
 		}
 	}
 	return true
-}
-
-// oauthErrorCode keeps an OAuth error code loggable and safe to show: the codes are ASCII words
-// (RFC 6749 §5.2); anything else becomes "other".
-func oauthErrorCode(code string) string {
-	if code == "" || len(code) > 64 {
-		return "other"
-	}
-	for i := 0; i < len(code); i++ {
-		c := code[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "other"
-		}
-	}
-	return code
 }
 
 func isNetErr(err error) bool {
