@@ -10,15 +10,12 @@ import (
 	"github.com/untis-partner/server/internal/discovery"
 )
 
-// issuerEntry is what a sign-in needs of a school's discovery (the shared document, see
-// internal/discovery): its issuer, its endpoints and how to authenticate at its token endpoint,
-// and the keys its JWKS URL serves. Built once per document and kept while the cache hands out
-// that same document.
+// issuerEntry is what a sign-in needs of a school's discovery: the shared document (its issuer
+// and endpoints, see internal/discovery), how to authenticate at its token endpoint, and the
+// keys its JWKS URL serves. Built once per document and kept while the cache hands out that
+// same document.
 type issuerEntry struct {
 	doc       *discovery.Document
-	issuer    string
-	authURL   string
-	tokenURL  string
 	authStyle oauth2.AuthStyle
 	keys      *keySet
 }
@@ -36,10 +33,7 @@ func (s *Service) issuerFor(ctx context.Context, tid string) (*issuerEntry, erro
 	if e := s.issuers[tid]; e != nil && e.doc == doc {
 		return e, nil
 	}
-	e := &issuerEntry{
-		doc: doc, issuer: doc.Issuer, authURL: doc.AuthorizationEndpoint, tokenURL: doc.TokenEndpoint,
-		authStyle: authStyleFor(doc), keys: s.keySetForLocked(doc.JWKSURL),
-	}
+	e := &issuerEntry{doc: doc, authStyle: authStyleFor(doc), keys: s.keySetForLocked(doc.JWKSURL)}
 	s.issuers[tid] = e
 	return e, nil
 }

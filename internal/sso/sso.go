@@ -133,7 +133,7 @@ func (s *Service) oauthConfig(e *issuerEntry, clientID, secret string) *oauth2.C
 	return &oauth2.Config{
 		ClientID:     clientID,
 		ClientSecret: secret,
-		Endpoint:     oauth2.Endpoint{AuthURL: e.authURL, TokenURL: e.tokenURL, AuthStyle: e.authStyle},
+		Endpoint:     oauth2.Endpoint{AuthURL: e.doc.AuthorizationEndpoint, TokenURL: e.doc.TokenEndpoint, AuthStyle: e.authStyle},
 		RedirectURL:  s.cfg.RedirectURL,
 		Scopes:       strings.Fields(Scopes),
 	}
@@ -143,7 +143,7 @@ func (s *Service) oauthConfig(e *issuerEntry, clientID, secret string) *oauth2.C
 // for a sign-in that starts while its discovery cannot be fetched.
 func (s *Service) documentedEndpoints(tenantID string) *issuerEntry {
 	d := s.disc.Documented(tenantID)
-	return &issuerEntry{doc: d, issuer: d.Issuer, authURL: d.AuthorizationEndpoint, tokenURL: d.TokenEndpoint, authStyle: authStyleFor(d)}
+	return &issuerEntry{doc: d, authStyle: authStyleFor(d)}
 }
 
 // discoveryFailure is the sign-in failure for a school whose discovery cannot be used.
@@ -473,7 +473,7 @@ func isNetErr(err error) bool {
 // verifyIDToken checks the id_token with go-oidc against the school's issuer and keys: signature
 // (allow-listed algorithms), iss, aud = client id, exp.
 func (s *Service) verifyIDToken(ctx context.Context, iss *issuerEntry, tid, clientID, raw string) (*oidc.IDToken, error) {
-	v := oidc.NewVerifier(iss.issuer, iss.keys, &oidc.Config{
+	v := oidc.NewVerifier(iss.doc.Issuer, iss.keys, &oidc.Config{
 		ClientID: clientID, SupportedSigningAlgs: signingAlgs, Now: s.now,
 	})
 	holder := &errHolder{}
