@@ -42,29 +42,17 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$upstream_port") 2>/dev/null; then
   die "port $upstream_port is already in use; choose another: UPSTREAM_PORT=9382 scripts/bench-gateway.sh"
 fi
 
-run_pid=""
+# shellcheck source=scripts/stack.sh
+. scripts/stack.sh
 up_pid=""
 stop_all() {
   trap - INT TERM EXIT
-  if [ -n "$run_pid" ] && kill -0 "$run_pid" 2>/dev/null; then
-    say "stopping run.sh"
-    # run.sh leads its own process group (setsid): TERM reaches it, the simulator and the server.
-    kill -TERM -- "-$run_pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 40); do
-      kill -0 "$run_pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    if kill -0 "$run_pid" 2>/dev/null; then
-      kill -KILL -- "-$run_pid" 2>/dev/null || true
-    fi
-    wait "$run_pid" 2>/dev/null || true
-  fi
+  stack_stop
   if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
     kill -TERM "$up_pid" 2>/dev/null || true
     wait "$up_pid" 2>/dev/null || true
   fi
-  run_pid="" up_pid=""
+  up_pid=""
 }
 trap 'stop_all; exit 130' INT TERM
 trap stop_all EXIT
@@ -77,36 +65,19 @@ go build -o "$loadgen" ./cmd/loadgen
 up_pid=$!
 
 say "starting scripts/run.sh on ports $server_port and $sim_port, in front of $upstream (log: $log)"
-# loadgen signs its sessions in from one address, quickly: the launch limits are off.
-LAUNCH_LIMIT_PER_CLIENT="${LAUNCH_LIMIT_PER_CLIENT:-0}" LAUNCH_LIMIT_PER_SCHOOL="${LAUNCH_LIMIT_PER_SCHOOL:-0}" \
-  UPSTREAM_URL="$upstream" GATEWAY_PUBLIC_PATHS="" \
-  SERVER_PORT="$server_port" SIM_PORT="$sim_port" setsid scripts/run.sh >"$log" 2>&1 </dev/null &
-run_pid=$!
-
-# Ready when a launch for a demo school starts a sign-in: the server runs and stored the school.
-ready=""
-for _ in $(seq 1 240); do
-  code="$(curl -s -o /dev/null -w '%{http_code}' "$app/launch?tenant_id=1001" || true)"
-  if [ "$code" = "302" ] && curl -fsS -o /dev/null "$upstream/"; then
-    ready=1
-    break
-  fi
-  kill -0 "$run_pid" 2>/dev/null || break
+stack_start "$log" UPSTREAM_URL="$upstream" GATEWAY_PUBLIC_PATHS="" SERVER_PORT="$server_port" SIM_PORT="$sim_port"
+upstream_ready() {
   kill -0 "$up_pid" 2>/dev/null || die "the upstream exited"
-  sleep 0.5
-done
-if [ -z "$ready" ]; then
-  printf '%s\n' "---- $log ----" >&2
-  tail -n 60 "$log" >&2 || true
-  die "the stack did not become ready (last launch answer: ${code:-none})"
-fi
+  curl -fsS -o /dev/null "$upstream/"
+}
+stack_wait_ready "$app" "$log" upstream_ready
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'; }
 # CPU time a process has used, in clock ticks (0 where /proc cannot tell): the gateway's CPU per
 # request depends far less on the machine's other work than its rate does.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 clk_tck="$(getconf CLK_TCK 2>/dev/null || echo 100)"
-server_pid="$(pgrep -g "$run_pid" -f 'bin/server serve' | head -n 1 || true)"
+server_pid="$(pgrep -g "$stack_pid" -f 'bin/server serve' | head -n 1 || true)"
 
 printf '# %s  %s  ncpu=%s  %s concurrent, %s each\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   "$(git describe --always --dirty 2>/dev/null || echo dev)" "$(nproc 2>/dev/null || echo '?')" "$conc" "$duration" | tee "$results"

@@ -29,24 +29,11 @@ die() { printf 'load: error: %s\n' "$*" >&2; exit 1; }
 command -v curl >/dev/null || die "curl is needed"
 command -v setsid >/dev/null || die "setsid (util-linux) is needed"
 
-run_pid=""
+# shellcheck source=scripts/stack.sh
+. scripts/stack.sh
 stop_stack() {
   trap - INT TERM EXIT
-  if [ -n "$run_pid" ] && kill -0 "$run_pid" 2>/dev/null; then
-    say "stopping run.sh"
-    # run.sh leads its own process group (setsid): TERM reaches it, the simulator and the server.
-    kill -TERM -- "-$run_pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 40); do
-      kill -0 "$run_pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    if kill -0 "$run_pid" 2>/dev/null; then
-      kill -KILL -- "-$run_pid" 2>/dev/null || true
-    fi
-    wait "$run_pid" 2>/dev/null || true
-  fi
-  run_pid=""
+  stack_stop
 }
 trap 'stop_stack; exit 130' INT TERM
 trap stop_stack EXIT
@@ -56,33 +43,8 @@ loadgen="$local_dir/loadgen"
 go build -o "$loadgen" ./cmd/loadgen
 
 say "starting scripts/run.sh on ports $server_port and $sim_port (log: $log)"
-# loadgen signs in hundreds of times a second from one address: far past the launch limits a
-# school needs (README "Configuration"), so they are off for the measurement unless set.
-LAUNCH_LIMIT_PER_CLIENT="${LAUNCH_LIMIT_PER_CLIENT:-0}" LAUNCH_LIMIT_PER_SCHOOL="${LAUNCH_LIMIT_PER_SCHOOL:-0}" \
-  GATEWAY=off SERVER_PORT="$server_port" SIM_PORT="$sim_port" setsid scripts/run.sh >"$log" 2>&1 </dev/null &
-run_pid=$!
-
-# Ready when a launch for a demo school starts a sign-in: the server runs and stored the school.
-ready=""
-for _ in $(seq 1 240); do
-  code="$(curl -s -o /dev/null -w '%{http_code}' "$app/launch?tenant_id=1001" || true)"
-  if [ "$code" = "302" ]; then
-    ready=1
-    break
-  fi
-  if ! kill -0 "$run_pid" 2>/dev/null; then
-    break
-  fi
-  sleep 0.5
-done
-if [ -z "$ready" ]; then
-  printf '%s\n' "---- $log ----" >&2
-  tail -n 60 "$log" >&2 || true
-  if kill -0 "$run_pid" 2>/dev/null; then
-    die "a launch for school 1001 did not answer 302 within 120 s (last answer: ${code:-none})"
-  fi
-  die "run.sh exited before the stack was ready"
-fi
+stack_start "$log" GATEWAY=off SERVER_PORT="$server_port" SIM_PORT="$sim_port"
+stack_wait_ready "$app" "$log"
 say "stack ready; load for $duration per mode (the machine's other work skews the numbers)"
 
 printf '# %s  %s  ncpu=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \

@@ -25,11 +25,7 @@ func eventsCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if len(args) == 0 || (args[0] != "list" && args[0] != "retry") {
 		return errors.New(eventsUsage)
 	}
-	cfg, err := loadConfig(getenv, config.EnvDatabaseURL)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, nil, store.Options{MaxConns: 2})
+	cfg, st, err := openStore(ctx, getenv)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/untis-partner/server/internal/config"
 	"github.com/untis-partner/server/internal/operator"
 	"github.com/untis-partner/server/internal/store"
 )
@@ -50,11 +49,7 @@ func operatorCmd(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(getenv, config.EnvDatabaseURL)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, nil, store.Options{MaxConns: 2})
+	_, st, err := openStore(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -75,11 +70,7 @@ func operatorCmd(ctx context.Context, args []string, getenv func(string) string,
 // operator held back after failed attempts (their own, or someone else's from their network)
 // who must get in before it decays.
 func operatorUnlock(ctx context.Context, getenv func(string) string, email string, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv, config.EnvDatabaseURL)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, nil, store.Options{MaxConns: 2})
+	_, st, err := openStore(ctx, getenv)
 	if err != nil {
 		return err
 	}

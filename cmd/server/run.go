@@ -352,6 +352,20 @@ func openSecretStore(ctx context.Context, getenv func(string) string) (*config.C
 	return cfg, st, nil
 }
 
+// openStore is openSecretStore for the one-shot commands that touch no sealed secret (events,
+// operator add and unlock): only DATABASE_URL is required. The caller closes the store.
+func openStore(ctx context.Context, getenv func(string) string) (*config.Config, *store.Store, error) {
+	cfg, err := loadConfig(getenv, config.EnvDatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, nil, store.Options{MaxConns: 2})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
 func rotateKeys(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	cfg, st, err := openSecretStore(ctx, getenv)
 	if err != nil {

@@ -293,7 +293,7 @@ var options = []option{
 				}
 				p = netip.PrefixFrom(addr, addr.BitLen())
 			}
-			// Peers are compared unmapped (httpserver.clientIP), so ::ffff:a.b.c.d/n is a.b.c.d/(n-96).
+			// Peers are compared unmapped (gateway.ClientIP), so ::ffff:a.b.c.d/n is a.b.c.d/(n-96).
 			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
 				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 			}
@@ -410,11 +410,7 @@ var options = []option{
 		c.PublicPaths = rules
 		return err
 	}},
-	{name: EnvGatewayMaxBody, def: "32MiB", apply: func(c *Config, v string) error {
-		n, err := parseSize(v)
-		c.GatewayMaxBody = n
-		return err
-	}},
+	{name: EnvGatewayMaxBody, def: "32MiB", apply: sizeOption(func(c *Config) *int64 { return &c.GatewayMaxBody })},
 	{name: EnvUpstreamTimeout, def: "30s", apply: durationLimitOption(func(c *Config) *time.Duration { return &c.UpstreamTimeout })},
 	{name: EnvGatewayIdleTimeout, def: "60s", apply: durationLimitOption(func(c *Config) *time.Duration { return &c.GatewayIdleTimeout })},
 	{name: EnvGatewayLandingPaths, apply: func(c *Config, v string) error {
@@ -502,11 +498,7 @@ var options = []option{
 		c.InternalWritePaths = rules
 		return err
 	}},
-	{name: EnvInternalMaxBody, def: "1MiB", apply: func(c *Config, v string) error {
-		n, err := parseSize(v)
-		c.InternalMaxBody = n
-		return err
-	}},
+	{name: EnvInternalMaxBody, def: "1MiB", apply: sizeOption(func(c *Config) *int64 { return &c.InternalMaxBody })},
 	{name: EnvCalendarUpstreamPath, def: "/untis/calendar", apply: func(c *Config, v string) error {
 		u, err := url.Parse(v)
 		if err != nil || !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || u.Path != v || len(v) > 256 ||
@@ -525,11 +517,7 @@ var options = []option{
 		c.CalendarTimeout = d
 		return nil
 	}},
-	{name: EnvCalendarMaxBytes, def: "5MiB", apply: func(c *Config, v string) error {
-		n, err := parseSize(v)
-		c.CalendarMaxBytes = n
-		return err
-	}},
+	{name: EnvCalendarMaxBytes, def: "5MiB", apply: sizeOption(func(c *Config) *int64 { return &c.CalendarMaxBytes })},
 	{name: EnvCalendarMaxEvents, def: "5000", apply: countOption("events", func(c *Config) *int { return &c.CalendarMaxEvents })},
 	{name: EnvCalendarMaxDays, def: "62", apply: countOption("days", func(c *Config) *int { return &c.CalendarMaxDays })},
 }
@@ -905,16 +893,9 @@ func durationLimitOption(field func(*Config) *time.Duration) func(*Config, strin
 	}
 }
 
-// limitOption reads a rate limit: a whole number of requests, 0 for no limit.
+// limitOption reads a rate limit: a whole number of requests per minute, 0 for no limit.
 func limitOption(field func(*Config) *int) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 10_000_000 {
-			return errors.New("must be a whole number of requests per minute (0 turns the limit off)")
-		}
-		*field(c) = n
-		return nil
-	}
+	return countOption("requests per minute", field)
 }
 
 // countOption reads a bound on a count of things, 0 for no bound.
@@ -926,6 +907,15 @@ func countOption(what string, field func(*Config) *int) func(*Config, string) er
 		}
 		*field(c) = n
 		return nil
+	}
+}
+
+// sizeOption reads a bound on a size in bytes (parseSize), 0 for no bound.
+func sizeOption(field func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := parseSize(v)
+		*field(c) = n
+		return err
 	}
 }
 

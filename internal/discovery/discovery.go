@@ -326,17 +326,17 @@ func authMethods(listed []string) ([]string, error) {
 	if len(listed) > 0 && len(usable) == 0 {
 		named := make([]string, 0, min(len(listed), 5))
 		for _, m := range listed[:min(len(listed), 5)] {
-			named = append(named, word(m))
+			named = append(named, Word(m))
 		}
 		return nil, fmt.Errorf("%w (it lists %s)", ErrAuthMethodUnsupported, strings.Join(named, ", "))
 	}
 	return usable, nil
 }
 
-// word keeps a word from the platform's answer (an OAuth error code, an authentication method)
+// Word keeps a word from the platform's answer (an OAuth error code, an authentication method)
 // loggable and safe to show: such words are ASCII (RFC 6749 §5.2); anything else becomes
-// "other".
-func word(w string) string {
+// "other". Sign-in (internal/sso) shows the token endpoint's error codes through it too.
+func Word(w string) string {
 	if w == "" || len(w) > 64 {
 		return "other"
 	}

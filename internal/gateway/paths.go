@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"path"
 	"strings"
+
+	"github.com/untis-partner/server/internal/pathrule"
 )
 
 // Reserved paths: the server's own, in gateway mode too. Everything else belongs to the app.
@@ -44,20 +46,14 @@ func Reserved(p string) bool {
 
 // PathRules are the app's public paths (GATEWAY_PUBLIC_PATHS): proxied without a session.
 //
-// A rule ending in "/" matches that path and everything below it ("/assets/" matches
-// "/assets/app.css", not "/assets"); any other rule matches exactly one path. "*" stands for any
-// characters within one path segment ("/assets/*.css", "/*/health"). Only a request path in
+// A rule is a pattern of internal/pathrule: "/assets/" matches everything below /assets (not
+// "/assets"), "/assets/*.css" one file name, "/*/health" any first segment. Only a request path in
 // plain form is ever public: one that is already clean (no "." or ".." segment, no "//") and
 // was sent without percent-encoding, backslash or ";" that an app might read differently
 // ("/public/..;/private", "/public%2F..%2Fprivate"). Such a path is not refused; it needs a
 // session like every other.
 type PathRules struct {
-	rules []pathRule
-}
-
-type pathRule struct {
-	segs    []string
-	subtree bool
+	rules []pathrule.Pattern
 }
 
 // ParsePathRules reads a comma-separated list of rules.
@@ -77,31 +73,18 @@ func ParsePathRules(v string) (PathRules, error) {
 	return pr, nil
 }
 
-func parsePathRule(s string) (pathRule, error) {
-	if !strings.HasPrefix(s, "/") {
-		return pathRule{}, fmt.Errorf("%q must start with /", s)
-	}
+func parsePathRule(s string) (pathrule.Pattern, error) {
 	if s == "/" {
-		return pathRule{}, errors.New(`"/" would make the whole app public; name the public parts (e.g. /assets/, /health)`)
+		return pathrule.Pattern{}, errors.New(`"/" would make the whole app public; name the public parts (e.g. /assets/, /health)`)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= 0x20 || c >= 0x7f || strings.IndexByte(`?[]\%;#`, c) >= 0 {
-			return pathRule{}, fmt.Errorf("%q: only plain paths with * as a wildcard are accepted (no spaces, ?, [, ], \\, %%, ; or #)", s)
-		}
-	}
-	subtree := strings.HasSuffix(s, "/")
-	body := strings.TrimSuffix(s[1:], "/")
-	segs := strings.Split(body, "/")
-	for _, seg := range segs {
-		if seg == "" || seg == "." || seg == ".." {
-			return pathRule{}, fmt.Errorf("%q is not a clean path (empty, . or .. segment)", s)
-		}
+	rule, err := pathrule.Parse(s, s)
+	if err != nil {
+		return pathrule.Pattern{}, err
 	}
 	if Reserved(s) {
-		return pathRule{}, fmt.Errorf("%q is one of the server's own paths", s)
+		return pathrule.Pattern{}, fmt.Errorf("%q is one of the server's own paths", s)
 	}
-	return pathRule{segs: segs, subtree: subtree}, nil
+	return rule, nil
 }
 
 // Len is the number of rules.
@@ -116,29 +99,13 @@ func (pr PathRules) Match(r *http.Request) bool {
 	if !ok {
 		return false
 	}
-	segs := strings.Split(p[1:], "/")
+	segs := pathrule.Segments(p)
 	for _, rule := range pr.rules {
-		if rule.match(segs) {
+		if rule.Match(segs) {
 			return true
 		}
 	}
 	return false
-}
-
-func (rule pathRule) match(segs []string) bool {
-	if rule.subtree {
-		if len(segs) <= len(rule.segs) {
-			return false
-		}
-	} else if len(segs) != len(rule.segs) {
-		return false
-	}
-	for i, rs := range rule.segs {
-		if ok, _ := path.Match(rs, segs[i]); !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // plainPath returns the request's path when it is in plain form: sent without any

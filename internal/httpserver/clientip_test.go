@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"testing"
+
+	"github.com/untis-partner/server/internal/gateway"
 )
 
 func prefixes(ss ...string) []netip.Prefix {
@@ -62,8 +64,8 @@ func TestClientIP(t *testing.T) {
 			for _, v := range tt.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			if got := clientIP(r, tt.trusted); got != tt.want {
-				t.Errorf("clientIP(remote %s, XFF %q) = %q, want %q", tt.remote, tt.xff, got, tt.want)
+			if got := gateway.ClientIP(r, tt.trusted); got != tt.want {
+				t.Errorf("ClientIP(remote %s, XFF %q) = %q, want %q", tt.remote, tt.xff, got, tt.want)
 			}
 		})
 	}

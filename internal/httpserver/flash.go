@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/untis-partner/server/internal/i18n"
+	"github.com/untis-partner/server/internal/session"
 )
 
 // A flash says on the next page what an action did ("School 1002 is deactivated; its 3 sessions
@@ -97,10 +98,7 @@ func isState(v string) bool {
 	return false
 }
 
+// flashCookie is the flash's cookie, with the attributes of the session's for EMBED_MODE.
 func (s *Server) flashCookie(value string, maxAge int) *http.Cookie {
-	c := &http.Cookie{Name: flashCookie, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
-	if s.embedMode {
-		c.SameSite, c.Partitioned = http.SameSiteNoneMode, true
-	}
-	return c
+	return session.ModeCookie(s.embedMode, flashCookie, value, maxAge)
 }

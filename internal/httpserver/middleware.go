@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/untis-partner/server/internal/gateway"
 	"github.com/untis-partner/server/internal/i18n"
 )
 
@@ -50,11 +51,11 @@ func (s *Server) requestContext(next http.Handler) http.Handler {
 		// An upstream id is kept only from a trusted proxy: anyone else could choose the id that
 		// error pages quote and the logs are searched by.
 		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) || !isTrusted(remoteAddr(r.RemoteAddr), s.trusted) {
+		if !validRequestID(id) || !gateway.FromTrustedProxy(r, s.trusted) {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		ri := &requestInfo{id: id, clientIP: clientIP(r, s.trusted)}
+		ri := &requestInfo{id: id, clientIP: gateway.ClientIP(r, s.trusted)}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri)))
 	})
 }

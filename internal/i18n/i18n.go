@@ -191,7 +191,6 @@ func English(fsys fs.FS) *Localizer {
 type Localizer struct {
 	tag language.Tag
 	l   *goi18n.Localizer
-	cat *Catalog
 }
 
 // Localizer returns the renderer of a shipped language (the source language for another).
@@ -199,7 +198,7 @@ func (c *Catalog) Localizer(tag language.Tag) *Localizer {
 	if _, ok := c.ids[tag]; !ok {
 		tag = Source
 	}
-	return &Localizer{tag: tag, l: goi18n.NewLocalizer(c.bundle, tag.String()), cat: c}
+	return &Localizer{tag: tag, l: goi18n.NewLocalizer(c.bundle, tag.String())}
 }
 
 // Tag is the localizer's language.

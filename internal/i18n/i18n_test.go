@@ -1,7 +1,6 @@
 package i18n_test
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -60,8 +59,6 @@ func TestShippedCatalogsAreComplete(t *testing.T) {
 		}
 	}
 }
-
-var placeholder = regexp.MustCompile(`\{\{\s*\.([A-Za-z]+)\s*\}\}`)
 
 // A translation uses only values its message has (a misspelt {{.Nmae}} would print nothing),
 // and differs from English where it is German (a copied English text is not a translation).

@@ -1,12 +1,12 @@
 package internalapi
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
-	"path"
 	"slices"
 	"strings"
+
+	"github.com/untis-partner/server/internal/pathrule"
 )
 
 // externRoot is where the platform's REST "extern" API lives below UNTIS_API_URL; write rules
@@ -26,7 +26,8 @@ var (
 // WriteRules are the extern API paths the app may write to (INTERNAL_API_WRITE_PATHS): a
 // comma-separated list of rules "[METHODS ]PATH". PATH is a platform path below
 // /WebUntis/api/rest/extern/; "*" stands for any characters within one segment
-// (/WebUntis/api/rest/extern/v1/students/*), and a PATH ending in "/" matches everything below it.
+// (/WebUntis/api/rest/extern/v1/students/*), and a PATH ending in "/" matches everything below it
+// (the patterns of internal/pathrule, as GATEWAY_PUBLIC_PATHS).
 // METHODS is one of POST, PUT, PATCH, DELETE or several joined by "|" (PUT|PATCH); without it a
 // rule allows POST, PUT and PATCH. The zero value allows nothing.
 type WriteRules struct {
@@ -35,8 +36,7 @@ type WriteRules struct {
 
 type writeRule struct {
 	methods []string
-	segs    []string
-	subtree bool
+	path    pathrule.Pattern
 }
 
 // ParseWriteRules reads INTERNAL_API_WRITE_PATHS.
@@ -75,18 +75,9 @@ func parseWriteRule(s string) (writeRule, error) {
 	if !strings.HasPrefix(p, externRoot) || len(p) == len(externRoot) {
 		return writeRule{}, fmt.Errorf("%q: the path must lie below %s (such as %sv1/students)", s, externRoot, externRoot)
 	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c <= 0x20 || c >= 0x7f || strings.IndexByte(`?[]\%;#`, c) >= 0 {
-			return writeRule{}, fmt.Errorf("%q: only plain paths with * as a wildcard are accepted (no spaces, ?, [, ], \\, %%, ; or #)", s)
-		}
-	}
-	rule.subtree = strings.HasSuffix(p, "/")
-	rule.segs = strings.Split(strings.TrimSuffix(p[1:], "/"), "/")
-	for _, seg := range rule.segs {
-		if seg == "" || seg == "." || seg == ".." {
-			return writeRule{}, errors.New(s + ": not a clean path (an empty, . or .. segment)")
-		}
+	var err error
+	if rule.path, err = pathrule.Parse(s, p); err != nil {
+		return writeRule{}, err
 	}
 	return rule, nil
 }
@@ -107,31 +98,15 @@ func (wr WriteRules) Methods(p string) []string {
 	if len(wr.rules) == 0 || !strings.HasPrefix(p, "/") {
 		return nil
 	}
-	segs := strings.Split(p[1:], "/")
+	segs := pathrule.Segments(p)
 	var out []string
 	for _, m := range writeMethods {
 		for _, rule := range wr.rules {
-			if slices.Contains(rule.methods, m) && rule.match(segs) {
+			if slices.Contains(rule.methods, m) && rule.path.Match(segs) {
 				out = append(out, m)
 				break
 			}
 		}
 	}
 	return out
-}
-
-func (rule writeRule) match(segs []string) bool {
-	if rule.subtree {
-		if len(segs) <= len(rule.segs) {
-			return false
-		}
-	} else if len(segs) != len(rule.segs) {
-		return false
-	}
-	for i, rs := range rule.segs {
-		if ok, _ := path.Match(rs, segs[i]); !ok {
-			return false
-		}
-	}
-	return true
 }

@@ -212,17 +212,24 @@ func (cl Client) send(ctx context.Context, endpoint, path, target, authorization
 		c.m.observe(endpoint, outcomeOK, elapsed)
 		return body, nil
 	}
+	return nil, cl.refusal(http.MethodGet, endpoint, path, start, resp)
+}
+
+// refusal is the *APIError of an answer that is not the success the call takes (GetJSON takes
+// a 200, Stream any 2xx): its body, up to maxErrorBody, is read for the platform's message, and
+// its Retry-After kept. A status below 400 (a redirect, never followed, or another success) is
+// not what the API promises: the platform counts as unavailable.
+func (cl Client) refusal(method, endpoint, path string, start time.Time, resp *http.Response) *APIError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	kind := kindOf(resp.StatusCode)
 	if resp.StatusCode < 400 {
-		// A redirect (never followed) or another non-200 success: not what the API promises.
 		kind = ErrUnavailable
 	}
-	c.m.observe(endpoint, outcomeFor(kind), time.Since(start))
-	e := fail(kind, resp.StatusCode, nil)
+	cl.c.m.observe(endpoint, outcomeFor(kind), time.Since(start))
+	e := &APIError{Kind: kind, TenantID: cl.tenantID, Method: method, Endpoint: endpoint, Path: path, Status: resp.StatusCode}
 	e.Code, e.Message = errorBody(body, resp.Header)
-	e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
-	return nil, e
+	e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), cl.c.now())
+	return e
 }
 
 // transportError keeps a transport failure's cause without the URL that *url.Error prefixes

@@ -205,17 +205,7 @@ func (cl Client) open(ctx context.Context, endpoint, method, path, target, autho
 	}
 	defer cancel(nil)
 	defer resp.Body.Close()
-	errBody, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	kind := kindOf(resp.StatusCode)
-	if resp.StatusCode < 400 {
-		// A redirect (never followed) or a 1xx: not what the API promises.
-		kind = ErrUnavailable
-	}
-	c.m.observe(endpoint, outcomeFor(kind), time.Since(start))
-	e := fail(kind, resp.StatusCode, nil)
-	e.Code, e.Message = errorBody(errBody, resp.Header)
-	e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
-	return nil, e
+	return nil, cl.refusal(method, endpoint, path, start, resp)
 }
 
 // idleBody is a streamed answer's body that is cut when no byte arrives for idle: a platform

@@ -282,15 +282,17 @@ func (m *Manager) FlowUsed(r *http.Request, tag string) bool {
 	return CookieID(r, flowCookiePrefix+tag) == usedFlow
 }
 
-// cookie builds a __Host- cookie. Outside an iFrame SameSite=Lax: the cookie comes along when
-// the platform sends the browser back (a top-level navigation) but not on cross-site
-// subrequests. In an iFrame the platform's page is the top-level site, so the cookies must be
-// SameSite=None; Partitioned (CHIPS) keeps them to that embedding site.
+// cookie builds a __Host- cookie for the manager's EMBED_MODE (ModeCookie).
 func (m *Manager) cookie(name, value string, maxAge int) *http.Cookie {
-	return modeCookie(m.embed, name, value, maxAge)
+	return ModeCookie(m.embed, name, value, maxAge)
 }
 
-func modeCookie(embed bool, name, value string, maxAge int) *http.Cookie {
+// ModeCookie builds a __Host- cookie (name must carry the prefix) of the server's pages for
+// EMBED_MODE embed. Outside an iFrame SameSite=Lax: the cookie comes along when the platform
+// sends the browser back (a top-level navigation) but not on cross-site subrequests. In an
+// iFrame the platform's page is the top-level site, so the cookies must be SameSite=None;
+// Partitioned (CHIPS) keeps them to that embedding site.
+func ModeCookie(embed bool, name, value string, maxAge int) *http.Cookie {
 	c := &http.Cookie{
 		Name: name, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode,
@@ -307,7 +309,7 @@ func modeCookie(embed bool, name, value string, maxAge int) *http.Cookie {
 // removed with its own attributes. (A browser refuses the removal of a SameSite=Lax cookie
 // from inside another site's iFrame; there that cookie is not sent either.)
 func (m *Manager) otherModeCookie(name string) *http.Cookie {
-	return modeCookie(!m.embed, name, "", -1)
+	return ModeCookie(!m.embed, name, "", -1)
 }
 
 // Sweep deletes expired flows and sessions, in batches, until none is left or ctx ends.

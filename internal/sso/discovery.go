@@ -10,31 +10,15 @@ import (
 	"github.com/untis-partner/server/internal/discovery"
 )
 
-// issuerEntry is what a sign-in needs of a school's discovery (the shared document, see
-// internal/discovery): its issuer, its endpoints and how to authenticate at its token endpoint,
-// and the keys its JWKS URL serves. Built once per document and kept while the cache hands out
-// that same document.
+// issuerEntry is what a sign-in needs of a school's discovery: the shared document (its issuer
+// and endpoints, see internal/discovery), how to authenticate at its token endpoint, and the
+// keys its JWKS URL serves. Built once per document and kept while the cache hands out that
+// same document.
 type issuerEntry struct {
 	doc       *discovery.Document
-	issuer    string
-	authURL   string
-	tokenURL  string
 	authStyle oauth2.AuthStyle
 	keys      *keySet
 }
-
-// Discovery failures, told apart (see internal/discovery): an unreachable document does not
-// stop a sign-in from starting at the documented authorize endpoint (it may be back by the
-// callback, which needs it); one that sends us off UNTIS_API_URL, or names no client
-// authentication we can do, is a configuration problem and stops the school's sign-in.
-var (
-	errDiscoveryUnreachable  = discovery.ErrUnreachable
-	errDiscoveryUntrusted    = discovery.ErrUntrusted
-	errAuthMethodUnsupported = discovery.ErrAuthMethodUnsupported
-)
-
-// discoveryRetryAfter is how long a failed discovery is remembered before it is tried again.
-const discoveryRetryAfter = discovery.RetryAfter
 
 // issuerFor returns the school's discovery from the cache shared with the server-to-server
 // client (which fetches it when it is not cached, older than its TTL, or failed more than a few
@@ -49,10 +33,7 @@ func (s *Service) issuerFor(ctx context.Context, tid string) (*issuerEntry, erro
 	if e := s.issuers[tid]; e != nil && e.doc == doc {
 		return e, nil
 	}
-	e := &issuerEntry{
-		doc: doc, issuer: doc.Issuer, authURL: doc.AuthorizationEndpoint, tokenURL: doc.TokenEndpoint,
-		authStyle: authStyleFor(doc), keys: s.keySetForLocked(doc.JWKSURL),
-	}
+	e := &issuerEntry{doc: doc, authStyle: authStyleFor(doc), keys: s.keySetForLocked(doc.JWKSURL)}
 	s.issuers[tid] = e
 	return e, nil
 }

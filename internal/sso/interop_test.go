@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/untis-partner/server/internal/discovery"
 	"github.com/untis-partner/server/internal/logtest"
 	"github.com/untis-partner/server/internal/metrics"
 	"github.com/untis-partner/server/internal/pgtest"
@@ -346,7 +347,7 @@ func TestDiscoveryFallbackAndRefusals(t *testing.T) {
 		}
 		// Back up: the next sign-in (after the few seconds a failure is remembered) works.
 		e.proxy.setDown(tid, false)
-		e.sim.Advance(discoveryRetryAfter + time.Second)
+		e.sim.Advance(discovery.RetryAfter + time.Second)
 		if _, _, err := e.signIn(t, tid); err != nil {
 			t.Fatalf("sign-in once discovery is back: %v", err)
 		}

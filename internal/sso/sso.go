@@ -133,7 +133,7 @@ func (s *Service) oauthConfig(e *issuerEntry, clientID, secret string) *oauth2.C
 	return &oauth2.Config{
 		ClientID:     clientID,
 		ClientSecret: secret,
-		Endpoint:     oauth2.Endpoint{AuthURL: e.authURL, TokenURL: e.tokenURL, AuthStyle: e.authStyle},
+		Endpoint:     oauth2.Endpoint{AuthURL: e.doc.AuthorizationEndpoint, TokenURL: e.doc.TokenEndpoint, AuthStyle: e.authStyle},
 		RedirectURL:  s.cfg.RedirectURL,
 		Scopes:       strings.Fields(Scopes),
 	}
@@ -143,15 +143,15 @@ func (s *Service) oauthConfig(e *issuerEntry, clientID, secret string) *oauth2.C
 // for a sign-in that starts while its discovery cannot be fetched.
 func (s *Service) documentedEndpoints(tenantID string) *issuerEntry {
 	d := s.disc.Documented(tenantID)
-	return &issuerEntry{doc: d, issuer: d.Issuer, authURL: d.AuthorizationEndpoint, tokenURL: d.TokenEndpoint, authStyle: authStyleFor(d)}
+	return &issuerEntry{doc: d, authStyle: authStyleFor(d)}
 }
 
 // discoveryFailure is the sign-in failure for a school whose discovery cannot be used.
 func discoveryFailure(tid string, err error) *Error {
 	switch {
-	case errors.Is(err, errDiscoveryUntrusted):
+	case errors.Is(err, discovery.ErrUntrusted):
 		return failure(KindMisconfigured, "discovery_untrusted", tid, err)
-	case errors.Is(err, errAuthMethodUnsupported):
+	case errors.Is(err, discovery.ErrAuthMethodUnsupported):
 		return failure(KindMisconfigured, "token_auth_unsupported", tid, err)
 	}
 	return failure(KindUnavailable, "discovery_failed", tid, err)
@@ -184,7 +184,7 @@ func (s *Service) Begin(ctx context.Context, l Launch) (Start, error) {
 	// and the callback needs the discovery anyway (to verify the id_token).
 	iss, err := s.issuerFor(ctx, t.ID)
 	switch {
-	case errors.Is(err, errDiscoveryUnreachable):
+	case errors.Is(err, discovery.ErrUnreachable):
 		iss = s.documentedEndpoints(t.ID)
 	case err != nil:
 		return Start{}, discoveryFailure(t.ID, err)
@@ -238,7 +238,7 @@ func (s *Service) complete(ctx context.Context, flowID string, q url.Values) (Id
 				tenantID = f.TenantID
 			}
 		}
-		return Identity{}, &Error{Kind: KindPlatformError, Reason: "platform_error", Code: oauthErrorCode(platformErr), TenantID: tenantID}
+		return Identity{}, &Error{Kind: KindPlatformError, Reason: "platform_error", Code: discovery.Word(platformErr), TenantID: tenantID}
 	}
 	if flowID == "" {
 		return Identity{}, failure(KindFlowMissing, "no_flow_cookie", "", nil)
@@ -318,7 +318,7 @@ func (s *Service) exchange(ctx context.Context, iss *issuerEntry, tid string, cr
 	if errors.As(err, &re) && re.Response != nil {
 		// Only the status and the OAuth error code: the body is the platform's and is not
 		// repeated into our logs.
-		status, code := re.Response.StatusCode, oauthErrorCode(re.ErrorCode)
+		status, code := re.Response.StatusCode, discovery.Word(re.ErrorCode)
 		detail := fmt.Errorf("token endpoint answered %d %s", status, code)
 		switch {
 		case status >= 500 || status == http.StatusTooManyRequests:
@@ -465,21 +465,6 @@ func validSub(sub string) bool {
 	return true
 }
 
-// oauthErrorCode keeps an OAuth error code loggable and safe to show: the codes are ASCII words
-// (RFC 6749 §5.2); anything else becomes "other".
-func oauthErrorCode(code string) string {
-	if code == "" || len(code) > 64 {
-		return "other"
-	}
-	for i := 0; i < len(code); i++ {
-		c := code[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "other"
-		}
-	}
-	return code
-}
-
 func isNetErr(err error) bool {
 	var ue *url.Error
 	return errors.As(err, &ue)
@@ -488,7 +473,7 @@ func isNetErr(err error) bool {
 // verifyIDToken checks the id_token with go-oidc against the school's issuer and keys: signature
 // (allow-listed algorithms), iss, aud = client id, exp.
 func (s *Service) verifyIDToken(ctx context.Context, iss *issuerEntry, tid, clientID, raw string) (*oidc.IDToken, error) {
-	v := oidc.NewVerifier(iss.issuer, iss.keys, &oidc.Config{
+	v := oidc.NewVerifier(iss.doc.Issuer, iss.keys, &oidc.Config{
 		ClientID: clientID, SupportedSigningAlgs: signingAlgs, Now: s.now,
 	})
 	holder := &errHolder{}
