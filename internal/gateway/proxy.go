@@ -175,6 +175,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = p.publicHost
 	h := pr.Out.Header
 	stripInbound(h)
+	stripForwarding(h)
 	stripOurCookies(h)
 	stripTrailers(pr.Out)
 	h.Set("X-Forwarded-For", forwardedFor(pr.In, p.cfg.Trusted))
