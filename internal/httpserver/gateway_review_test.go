@@ -1,8 +1,17 @@
 package httpserver_test
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/untis-partner/server/internal/platformsim"
 	"github.com/untis-partner/server/internal/store"
@@ -43,5 +52,91 @@ func TestGatewayPassesNoForwardingHeaderAClientWrote(t *testing.T) {
 		if got := seen.Header.Get("X-Forwarded-For"); got != "127.0.0.1" {
 			t.Errorf("%s: X-Forwarded-For %q", path, got)
 		}
+	}
+}
+
+// tunnelApp is an app server that accepts any protocol upgrade (as Jetty and Hypercorn accept
+// h2c): it answers 101 and then serves the requests that come through the tunnel, reporting the
+// X-Untis-Role each one carried.
+func tunnelApp(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var upgrades atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto := r.Header.Get("Upgrade")
+		if proto != "" {
+			upgrades.Add(1)
+		} else if strings.HasSuffix(r.URL.Path, "/switch-anyway") {
+			proto = "h2c" // an app that switches without being asked
+		} else {
+			fmt.Fprintf(w, "plain role=%q", r.Header.Get("X-Untis-Role"))
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", proto)
+		_ = brw.Flush()
+		for {
+			inner, err := http.ReadRequest(brw.Reader)
+			if err != nil {
+				return
+			}
+			body := fmt.Sprintf("tunnel %s role=%q", inner.URL.Path, inner.Header.Get("X-Untis-Role"))
+			fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			_ = brw.Flush()
+		}
+	}))
+	t.Cleanup(app.Close)
+	return app, &upgrades
+}
+
+// Only a WebSocket upgrade passes the gateway. Any other (h2c above all) would open a tunnel to
+// the app in which every further request bypasses the gateway: no session check, and identity
+// headers of the client's choosing (h2c request smuggling). Such a request goes to the app as a
+// plain request, and an app that switches protocols anyway gets no tunnel.
+func TestGatewayOpensNoTunnelButAWebSocket(t *testing.T) {
+	t.Parallel()
+	app, upgrades := tunnelApp(t)
+	g := newGatewayEnv(t, gatewayOptions{public: "/assets/", upstreamURL: app.URL})
+	base := g.app.srv.URL
+	u, _ := url.Parse(base)
+	tid := g.school(platformsim.TenantSpec{ID: "3352"}, store.StateActive)
+	b, _ := g.signIn(tid, g.user(tid, platformsim.RoleStudent).SourcedID)
+	session := b.cookie("__Host-untis-session")
+	for _, tc := range []struct{ name, path, cookie, upgrade string }{
+		{"anonymous, a public path, h2c", "/assets/x", "", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
+		{"anonymous, a public path, h2c, settings not hop-by-hop", "/assets/x", "", "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
+		{"anonymous, an app that switches anyway", "/assets/switch-anyway", "", "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
+		{"a student, h2c", "/private", "Cookie: __Host-untis-session=" + session + "\r\n", "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"},
+		{"a student, a made-up protocol", "/private", "Cookie: __Host-untis-session=" + session + "\r\n", "Connection: upgrade\r\nUpgrade: tunnel/1\r\n"},
+		{"a student, websocket listed with another", "/private", "Cookie: __Host-untis-session=" + session + "\r\n", "Connection: Upgrade\r\nUpgrade: websocket, h2c\r\n"},
+	} {
+		c, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.WriteString(c, "GET "+tc.path+" HTTP/1.1\r\nHost: "+u.Host+"\r\n"+tc.cookie+tc.upgrade+"\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			_, _ = io.WriteString(c, "GET /admin-only HTTP/1.1\r\nHost: x\r\nX-Untis-Role: administrator\r\n\r\n")
+			inner, err := http.ReadResponse(br, nil)
+			var got []byte
+			if err == nil {
+				got, _ = io.ReadAll(inner.Body)
+			}
+			t.Errorf("%s: the gateway switched protocols; through the tunnel the app answered %q", tc.name, got)
+		} else {
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}
+		c.Close()
+	}
+	if n := upgrades.Load(); n != 0 {
+		t.Errorf("the app was asked to switch protocols %d times", n)
 	}
 }
