@@ -140,3 +140,55 @@ func TestGatewayOpensNoTunnelButAWebSocket(t *testing.T) {
 		t.Errorf("the app was asked to switch protocols %d times", n)
 	}
 }
+
+// The shipped nginx configuration passes WebSocket upgrades to the app, and no other: an h2c
+// upgrade that nginx passed on would give a signed-in user a tunnel to the app, past
+// auth_request, in which every request carries identity headers of the user's choosing.
+func TestNginxPassesOnlyWebSocketUpgrades(t *testing.T) {
+	t.Parallel()
+	app, upgrades := tunnelApp(t)
+	g := newGatewayEnv(t, gatewayOptions{forwardAuthOnly: true})
+	nginx := startNginx(t, g.app.srv.URL, app.URL)
+	tid := g.school(platformsim.TenantSpec{ID: "4351"}, store.StateActive)
+	b, _ := g.signIn(tid, g.user(tid, platformsim.RoleStudent).SourcedID)
+	session := b.cookie("__Host-untis-session")
+	nu, _ := url.Parse(nginx)
+	try := func(upgrade string) int {
+		c, err := net.Dial("tcp", nu.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.WriteString(c, "GET /private HTTP/1.1\r\nHost: "+nu.Host+"\r\nCookie: __Host-untis-session="+session+"\r\n"+upgrade+"\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", upgrade, err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols && strings.Contains(upgrade, "h2c") {
+			_, _ = io.WriteString(c, "GET /admin-only HTTP/1.1\r\nHost: x\r\nX-Untis-Role: administrator\r\n\r\n")
+			if inner, err := http.ReadResponse(br, nil); err == nil {
+				got, _ := io.ReadAll(inner.Body)
+				t.Errorf("nginx switched to h2c; through the tunnel the app answered %q", got)
+			}
+		}
+		return resp.StatusCode
+	}
+	for _, up := range []string{
+		"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n",
+		"Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n",
+		"Connection: Upgrade\r\nUpgrade: tunnel/1\r\n",
+	} {
+		if status := try(up); status == http.StatusSwitchingProtocols {
+			t.Errorf("%q: nginx switched protocols", up)
+		}
+	}
+	if n := upgrades.Load(); n != 0 {
+		t.Errorf("the app was asked to switch protocols %d times", n)
+	}
+	// A WebSocket still passes.
+	if status := try("Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"); status != http.StatusSwitchingProtocols || upgrades.Load() != 1 {
+		t.Errorf("a WebSocket through nginx: %d, the app saw %d upgrades", status, upgrades.Load())
+	}
+}
