@@ -45,6 +45,11 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 	case sess.TenantState != store.StateActive:
 		s.schoolNotReady(w, r, sess)
 		return
+	case crossSiteWrite(r):
+		s.log.InfoContext(ctx, "proxied request refused: a state-changing request from another site",
+			"request_id", RequestID(ctx), "tenant_id", sess.TenantID, "method", r.Method)
+		writeJSON(w, http.StatusForbidden, apiError{"cross_site", "This request came from another site; it was not passed to the app."})
+		return
 	}
 	s.learnSchoolName(ctx, sess)
 	id, err := s.identities.For(ctx, sess)
@@ -54,6 +59,25 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.proxy.Serve(w, r, id)
+}
+
+// crossSiteWrite reports whether a browser sent r, a state-changing request, from another site
+// (Sec-Fetch-Site: cross-site): a form another site posts to the app. In embed mode the session
+// cookie is SameSite=None, so the browser sends it along, and the app would act for the user
+// (cross-site request forgery); outside embed mode SameSite=Lax already withholds it. Only
+// cross-site is refused: the app's own pages (same-origin), sibling sites of one company
+// (same-site), the user typing an address (none) and clients that are no browser (no header)
+// pass, and reads from anywhere. A WebSocket another site's page opens counts as a write (it
+// would talk to the app as the user: cross-site WebSocket hijacking).
+func crossSiteWrite(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") != "cross-site" {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return r.Header.Get("Sec-Fetch-Mode") == "websocket"
+	}
+	return true
 }
 
 // learnSchoolName looks the school's name up in the platform's OneRoster, in the background,

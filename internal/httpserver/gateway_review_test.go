@@ -192,3 +192,60 @@ func TestNginxPassesOnlyWebSocketUpgrades(t *testing.T) {
 		t.Errorf("a WebSocket through nginx: %d, the app saw %d upgrades", status, upgrades.Load())
 	}
 }
+
+// In embed mode the session cookie is SameSite=None, so a browser sends it with a form that
+// another site posts to the app (top-level, after a sign-in in a new tab): the app must never
+// receive such a request with the user's identity. Requests of the app's own pages
+// (same-origin), of sibling sites (same-site), scripts without Sec-Fetch-Site and reads from
+// anywhere pass as before.
+func TestGatewayRefusesAnotherSitesWritesWithTheUsersIdentity(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t, gatewayOptions{embed: true})
+	base := g.app.srv.URL
+	tid := g.school(platformsim.TenantSpec{ID: "3353"}, store.StateActive)
+	b, landed := g.signIn(tid, g.user(tid, platformsim.RoleTeacher).SourcedID)
+	if landed.status != http.StatusOK {
+		t.Fatalf("sign-in landed on %d", landed.status)
+	}
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	with := func(kv ...string) http.Header {
+		h := form.Clone()
+		for i := 0; i < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		before := g.up.hits.Load()
+		got := b.send(method, base+"/grades/7", strings.NewReader("grade=1"), with("Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Origin", "https://evil.example"))
+		if got.status != http.StatusForbidden || !strings.Contains(got.body, `"cross_site"`) {
+			t.Errorf("%s from another site: %d %s", method, got.status, got.body)
+		}
+		if g.up.hits.Load() != before {
+			t.Errorf("%s from another site reached the app", method)
+		}
+	}
+	before := g.up.hits.Load()
+	ws := b.send(http.MethodGet, base+"/ws", nil, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"},
+		"Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="},
+		"Sec-Fetch-Site": {"cross-site"}, "Sec-Fetch-Mode": {"websocket"}, "Origin": {"https://evil.example"}})
+	if ws.status != http.StatusForbidden || g.up.hits.Load() != before {
+		t.Errorf("a WebSocket from another site: %d %s", ws.status, ws.body)
+	}
+	for _, tc := range []struct {
+		name, method string
+		header       http.Header
+	}{
+		{"the app's own form", http.MethodPost, with("Sec-Fetch-Site", "same-origin", "Origin", base)},
+		{"a sibling site's fetch", http.MethodPost, with("Sec-Fetch-Site", "same-site", "Origin", "https://cdn.example")},
+		{"a script without Sec-Fetch-Site", http.MethodPost, form},
+		{"the user typing the address", http.MethodPost, with("Sec-Fetch-Site", "none")},
+		{"a link from another site", http.MethodGet, with("Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate")},
+	} {
+		before := g.up.hits.Load()
+		got := b.send(tc.method, base+"/grades/7", strings.NewReader("grade=1"), tc.header)
+		if got.status != http.StatusOK || g.up.hits.Load() != before+1 {
+			t.Errorf("%s: %d %s", tc.name, got.status, got.body)
+		}
+	}
+}
