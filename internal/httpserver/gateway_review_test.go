@@ -249,3 +249,52 @@ func TestGatewayRefusesAnotherSitesWritesWithTheUsersIdentity(t *testing.T) {
 		}
 	}
 }
+
+// Forward-auth refuses another site's writes as the gateway does: directly (the method named
+// by X-Forwarded-Method, as Traefik and Caddy send it) and through the shipped nginx.conf.
+func TestForwardAuthRefusesAnotherSitesWrites(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t, gatewayOptions{forwardAuthOnly: true, embed: true})
+	nginx := startNginx(t, g.app.srv.URL, g.up.srv.URL)
+	tid := g.school(platformsim.TenantSpec{ID: "4352"}, store.StateActive)
+	b, _ := g.signIn(tid, g.user(tid, platformsim.RoleTeacher).SourcedID)
+	cookie := http.Header{"Cookie": {"__Host-untis-session=" + b.cookie("__Host-untis-session")}}
+	ask := func(h http.Header) int {
+		req, _ := http.NewRequest(http.MethodGet, g.app.srv.URL+"/_untis/auth", nil)
+		req.Header = h
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	h := cookie.Clone()
+	h.Set("Sec-Fetch-Site", "cross-site")
+	if got := ask(h); got != http.StatusOK {
+		t.Errorf("a cross-site read: %d", got)
+	}
+	h.Set("X-Forwarded-Method", http.MethodPost)
+	if got := ask(h); got != http.StatusForbidden {
+		t.Errorf("a cross-site POST: %d", got)
+	}
+	h.Set("Sec-Fetch-Site", "same-origin")
+	if got := ask(h); got != http.StatusOK {
+		t.Errorf("a same-origin POST: %d", got)
+	}
+
+	nu, _ := url.Parse(nginx)
+	before := g.up.hits.Load()
+	status := rawRequest(t, nginx, "POST /grades/7 HTTP/1.1\r\nHost: "+nu.Host+"\r\n"+
+		"Cookie: __Host-untis-session="+b.cookie("__Host-untis-session")+"\r\nSec-Fetch-Site: cross-site\r\n"+
+		"Origin: https://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\ngrade=1")
+	if status != http.StatusForbidden || g.up.hits.Load() != before {
+		t.Errorf("a cross-site POST through nginx: %d, the app got %d requests", status, g.up.hits.Load()-before)
+	}
+	status = rawRequest(t, nginx, "POST /grades/7 HTTP/1.1\r\nHost: "+nu.Host+"\r\n"+
+		"Cookie: __Host-untis-session="+b.cookie("__Host-untis-session")+"\r\nSec-Fetch-Site: same-origin\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\ngrade=1")
+	if status != http.StatusOK || g.up.hits.Load() != before+1 {
+		t.Errorf("a same-origin POST through nginx: %d", status)
+	}
+}
