@@ -84,6 +84,41 @@ func stripInbound(h http.Header) {
 	}
 }
 
+// clientForwarding are request headers through which a client could contradict what the proxy
+// tells the app about the request: who the client is (X-Real-Ip, True-Client-Ip, ... which
+// common frameworks and middlewares read before or instead of X-Forwarded-For), where and how it
+// came in (the port, path prefix, scheme and TLS flags that frameworks combine with
+// X-Forwarded-Host and -Proto into the URLs they build), and which path it asked for (IIS's and
+// old Symfony's path overrides, which would let a request for a public path be routed to another
+// one). The proxy sets X-Forwarded-For, -Host and -Proto itself (ReverseProxy drops the client's
+// before); these it does not set, so a client's own are removed, in any case and written with
+// underscores.
+var clientForwarding = [...]string{
+	"x-real-ip", "true-client-ip", "x-client-ip", "client-ip", "x-cluster-client-ip",
+	"x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-forwarded-ssl", "x-forwarded-scheme",
+	"x-forwarded-uri", "x-original-url", "x-rewrite-url",
+}
+
+// forwardingHeader reports whether a request header of this name is one of clientForwarding.
+func forwardingHeader(name string) bool {
+	for _, f := range clientForwarding {
+		if len(name) == len(f) && hasFoldPrefix(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// stripForwarding removes from h (a request's headers, on their way to the app) the client's own
+// forwarding headers (clientForwarding).
+func stripForwarding(h http.Header) {
+	for k := range h {
+		if forwardingHeader(k) {
+			delete(h, k)
+		}
+	}
+}
+
 // stripTrailers removes reserved names from the trailer fields a request announced: a chunked
 // body may end with trailer fields, and an app that merges them into its headers must not find
 // ours there either.

@@ -20,6 +20,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,7 +175,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.cfg.Upstream)
 	pr.Out.Host = p.publicHost
 	h := pr.Out.Header
+	if up := h.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+		// Only a WebSocket switches protocols. Any other upgrade (h2c above all) would open a
+		// tunnel to the app in which every further request bypasses the gateway: no session
+		// check, identity headers of the client's choosing. The request goes as a plain one;
+		// an app that switches anyway gets an error (ReverseProxy checks the 101 against the
+		// request's Upgrade), not a tunnel.
+		h.Del("Upgrade")
+		h.Del("Connection")
+	}
 	stripInbound(h)
+	stripForwarding(h)
 	stripOurCookies(h)
 	stripTrailers(pr.Out)
 	h.Set("X-Forwarded-For", forwardedFor(pr.In, p.cfg.Trusted))

@@ -45,6 +45,11 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 	case sess.TenantState != store.StateActive:
 		s.schoolNotReady(w, r, sess)
 		return
+	case crossSiteWrite(r.Method, r.Header):
+		s.log.InfoContext(ctx, "proxied request refused: a state-changing request from another site",
+			"request_id", RequestID(ctx), "tenant_id", sess.TenantID, "method", r.Method)
+		writeJSON(w, http.StatusForbidden, apiError{"cross_site", "This request came from another site; it was not passed to the app."})
+		return
 	}
 	s.learnSchoolName(ctx, sess)
 	id, err := s.identities.For(ctx, sess)
@@ -54,6 +59,25 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.proxy.Serve(w, r, id)
+}
+
+// crossSiteWrite reports whether a browser sent r, a state-changing request, from another site
+// (Sec-Fetch-Site: cross-site): a form another site posts to the app. In embed mode the session
+// cookie is SameSite=None, so the browser sends it along, and the app would act for the user
+// (cross-site request forgery); outside embed mode SameSite=Lax already withholds it. Only
+// cross-site is refused: the app's own pages (same-origin), sibling sites of one company
+// (same-site), the user typing an address (none) and clients that are no browser (no header)
+// pass, and reads from anywhere. A WebSocket another site's page opens counts as a write (it
+// would talk to the app as the user: cross-site WebSocket hijacking).
+func crossSiteWrite(method string, h http.Header) bool {
+	if h.Get("Sec-Fetch-Site") != "cross-site" {
+		return false
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return h.Get("Sec-Fetch-Mode") == "websocket"
+	}
+	return true
 }
 
 // learnSchoolName looks the school's name up in the platform's OneRoster, in the background,
@@ -188,6 +212,13 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		}
 		http.Error(w, "Your school is still being set up: open this app from Untis once it is.", http.StatusUnauthorized)
 		return
+	case crossSiteWrite(forwardedMethod(r), r.Header):
+		// As in gateway mode: another site's form or WebSocket never reaches the app as the
+		// user. The ingress passes the client's headers and names the method.
+		s.log.InfoContext(r.Context(), "forward-auth refused: a state-changing request from another site",
+			"request_id", RequestID(r.Context()), "tenant_id", sess.TenantID)
+		http.Error(w, "This request came from another site; it is not passed to the app.", http.StatusForbidden)
+		return
 	}
 	s.learnSchoolName(r.Context(), sess)
 	id, err := s.identities.For(r.Context(), sess)
@@ -198,6 +229,16 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	id.Set(h)
 	w.WriteHeader(http.StatusOK)
+}
+
+// forwardedMethod is the method of the request the ingress asks about: X-Forwarded-Method
+// (Traefik, Caddy; the shipped nginx.conf sets it), else the subrequest's own (nginx's
+// auth_request keeps the original method).
+func forwardedMethod(r *http.Request) string {
+	if m := r.Header.Get("X-Forwarded-Method"); m != "" {
+		return m
+	}
+	return r.Method
 }
 
 // forwardedPath is the path (and query) the person asked the ingress for, as the ingress names

@@ -109,7 +109,7 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 
 // platformPath takes the platform path from the request as it was sent (its escaped form: what
 // follows /v1/schools/{tenantId}), which must lie below root and pass the platform client's
-// path rules: no dot segments, no encoded slash, dot or backslash, no trailing slash.
+// path rules: no dot segments, no encoded slash, dot or backslash, no ";", no trailing slash.
 func platformPath(w http.ResponseWriter, r *http.Request, tenantID, root string) (string, bool) {
 	raw := r.RequestURI
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
@@ -121,7 +121,7 @@ func platformPath(w http.ResponseWriter, r *http.Request, tenantID, root string)
 	}
 	writeProblem(w, r, problem{kind: kindBadRequest, TenantID: tenantID,
 		detail: "The path is not a plain platform API path below " + root +
-			": no . or .. segments, no encoded slashes, dots or backslashes, no empty segment or trailing slash."})
+			": no . or .. segments, no encoded slashes, dots or backslashes, no \";\", no empty segment or trailing slash."})
 	return "", false
 }
 

@@ -27,7 +27,7 @@ var (
 	kindUnauthorized = &kind{"unauthorized", "Missing or wrong API token", http.StatusUnauthorized,
 		"The request has no Authorization: Bearer header with one of the tokens in INTERNAL_API_TOKEN. Nothing was done."}
 	kindBadRequest = &kind{"bad-request", "Bad request", http.StatusBadRequest,
-		"The request cannot be sent to the platform as it is: a malformed tenant id, a path that is not a plain platform API path (dot segments, encoded slashes or dots, a trailing slash), a query with characters that must be percent-encoded, or a parameter of this API out of range. detail says which. Nothing was sent to the platform."}
+		"The request cannot be sent to the platform as it is: a malformed tenant id, a path that is not a plain platform API path (dot segments, encoded slashes or dots, a \";\", a trailing slash), a query with characters that must be percent-encoded, or a parameter of this API out of range. detail says which. Nothing was sent to the platform."}
 	kindNotFound = &kind{"not-found", "Not found", http.StatusNotFound,
 		"This API has no such route, or the platform answered 404: it does not know the object asked for (objects of another school included). platformStatus says whether the platform answered."}
 	kindMethodNotAllowed = &kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed,

@@ -50,10 +50,12 @@ func (cl Client) GetJSON(ctx context.Context, endpoint, path string, query url.V
 
 // checkAPIPath accepts only paths below the platform's API roots, without dot segments or
 // separators (plain or percent-encoded) that could climb out of them, a query or a fragment.
+// Nor a ";": Java servers (Tomcat) drop ";..." path parameters before they resolve a path, so
+// "/students/..;/teachers", a segment "..;" to path.Clean, is "/teachers" on the platform.
 func checkAPIPath(p string) error {
 	lower := strings.ToLower(p)
 	ok := (strings.HasPrefix(p, "/ims/oneroster/") || strings.HasPrefix(p, "/WebUntis/api/rest/")) &&
-		pathpkg.Clean(p) == p && !strings.ContainsAny(p, "?#\\") &&
+		pathpkg.Clean(p) == p && !strings.ContainsAny(p, "?#\\;") &&
 		!strings.Contains(lower, "%2e") && !strings.Contains(lower, "%2f") && !strings.Contains(lower, "%5c")
 	if !ok {
 		return fmt.Errorf("%w: %q is not a platform API path", ErrBadRequest, p)
