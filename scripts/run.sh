@@ -114,6 +114,16 @@ webhook_key="$local_dir/sim-webhook-key.pem"
 signing_key="$local_dir/sim-signing-key.pem"
 UNTIS_WEBHOOK_KEYS="$(bin/platformsim webhook-public-key -webhook-key-file "$webhook_key")"
 export UNTIS_WEBHOOK_KEYS
+# What scripts/server.sh gives bin/server's commands (check-tenant, events, operator, ...), so they
+# work on this run's schools: its simulator, addresses and webhook key (public; the secrets stay
+# in .local/env).
+cat >"$local_dir/run.env" <<RUNENV
+# written by scripts/run.sh at its last start; read by scripts/server.sh
+PUBLIC_URL=$server_url
+UNTIS_API_URL=$sim_url
+EVENTS_URL=$events_url
+UNTIS_WEBHOOK_KEYS=$UNTIS_WEBHOOK_KEYS
+RUNENV
 
 pids=()
 cleanup() {
@@ -215,7 +225,7 @@ fi
 if [ -n "$example_url" ] && [ "$events_url" = "$example_url/untis/events" ]; then
   events_line="POSTed to $events_url, signed with EVENTS_SECRET of .local/env (the example app shows them at /events)"
 elif [ -n "$events_url" ]; then
-  events_line="POSTed to EVENTS_URL, signed with EVENTS_SECRET of .local/env"
+  events_line="POSTed to $events_url (EVENTS_URL), signed with EVENTS_SECRET of .local/env"
 else
   events_line="not sent (no EVENTS_URL): kept for a receiver configured later"
 fi
@@ -229,6 +239,7 @@ cat >&2 <<READY
     Platform API (your app):  http://127.0.0.1:$internal_port/v1/schools    (Authorization: Bearer \$(grep ^INTERNAL_API_TOKEN= .local/env | cut -d= -f2-))
     Lifecycle events:         $events_line
     Database:                 $db_shown
+    Server commands:          scripts/server.sh check-tenant 1001    (bin/server with this run's database, keys and simulator)
     Mode:                     $mode_line
     App:                      $gateway_line
   Demo schools:

@@ -40,8 +40,13 @@ func (a *app) handleCalendar(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	who := id.GivenName
-	if who == "" {
-		who = "you" // a user who never opened the app: the server knows only their id
+	school := orWord(id.SchoolName, "school "+id.TenantID)
+	about := "From the example app, which knows " + id.Name() + " (" + orWord(id.Role, "no role yet") + ") of " + school + "."
+	if id.GivenName == "" && id.FamilyName == "" {
+		// A user who never opened the app: the server knows only their id, which is no name to
+		// show a person.
+		who = "you"
+		about = "From the example app. You have not opened it yet, so it knows only your school, " + school + "."
 	}
 	out := struct {
 		Events []calendarEvent `json:"events"`
@@ -54,8 +59,7 @@ func (a *app) handleCalendar(w http.ResponseWriter, r *http.Request) {
 		out.Events = append(out.Events, calendarEvent{
 			UID: num + "1-study", Start: day + "T13:00:00", End: day + "T13:50:00",
 			Summary: "Study period for " + who, Location: "Library, 1st floor",
-			Description: "From the example app, which knows " + id.Name() + " (" + orWord(id.Role, "no role yet") + ") of " +
-				orWord(id.SchoolName, "school "+id.TenantID) + ".",
+			Description: about,
 		})
 		if id.Role == "teacher" && d.Weekday() == time.Wednesday {
 			out.Events = append(out.Events, calendarEvent{

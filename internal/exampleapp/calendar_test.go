@@ -41,6 +41,15 @@ func TestCalendarPathServesTheUsersEvents(t *testing.T) {
 	if events, _, _ := calendar.ParseJSON([]byte(body), calendar.Limits{}); len(events) != 1 || events[0].Summary != "Study period for you" {
 		t.Errorf("student: %s", body)
 	}
+	// One who never opened the app: the server sends only the school and the user's id, which
+	// the timetable view must not show as if it were a name.
+	stranger := jurgen
+	stranger.role, stranger.given, stranger.family = "", "", ""
+	_, _, body = get(t, srv.URL+"/untis/calendar?start=2023-03-15&end=2023-03-15", headers(stranger, ""))
+	if events, _, _ := calendar.ParseJSON([]byte(body), calendar.Limits{}); len(events) != 1 || events[0].Summary != "Study period for you" ||
+		strings.Contains(events[0].Description, stranger.sub) || !strings.Contains(events[0].Description, "You have not opened it yet") {
+		t.Errorf("a user the app never saw: %s", body)
+	}
 	// Asked without a user, or for no sensible days: refused.
 	for _, tc := range []struct {
 		query  string

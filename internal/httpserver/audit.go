@@ -166,7 +166,11 @@ func auditRowOf(e store.AuditEvent, labels map[string]string) auditRow {
 			}
 		}
 		if t := d.str("reason_type"); t != "" {
-			add(i18n.T("audit.reason_type", "Type", t))
+			if id, known := reasonKinds[t]; known {
+				add(i18n.T(id, "Code", t))
+			} else {
+				add(i18n.T("audit.reason_type", "Type", t)) // a newer platform's code, as it came
+			}
 		}
 		if t := d.str("reason_text"); t != "" {
 			add(i18n.T("audit.reason", "Reason", t))
@@ -240,6 +244,16 @@ var endedCounts = map[string]string{
 	"users":              "audit.ended.users",
 	"tenant_settings":    "audit.ended.answers",
 	"events":             "audit.ended.events",
+}
+
+// reasonKinds say the platform's kinds of reason of a deactivation webhook (its reasonType) in
+// words; each message shows the code too, which is what the platform's support knows.
+var reasonKinds = map[string]string{
+	"NO_REASON":           "audit.reason_kind.none",
+	"SCHOOL_DEACTIVATION": "audit.reason_kind.school_deactivation",
+	"SCHOOL_DELETION":     "audit.reason_kind.school_deletion",
+	"REMOTE_DEACTIVATION": "audit.reason_kind.remote_deactivation",
+	"REMOTE_DELETION":     "audit.reason_kind.remote_deletion",
 }
 
 // eventTypes are the lifecycle events' types the console names (event_type.*).

@@ -51,7 +51,7 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, apiError{"cross_site", "This request came from another site; it was not passed to the app."})
 		return
 	}
-	s.learnSchoolName(ctx, sess)
+	sess = s.learnSchoolName(ctx, sess)
 	id, err := s.identities.For(ctx, sess)
 	if err != nil {
 		s.setPageHeaders(w.Header())
@@ -80,13 +80,16 @@ func crossSiteWrite(method string, h http.Header) bool {
 	return true
 }
 
-// learnSchoolName looks the school's name up in the platform's OneRoster, in the background,
-// when it is not known yet: the built-in app learns it on its home page, which the gateway never
-// shows. Until it is known, X-Untis-School-Name is empty. A school whose name the platform does
-// not give is asked at most every 10 minutes.
-func (s *Server) learnSchoolName(ctx context.Context, sess *store.Session) {
+// learnSchoolName looks the school's name up in the platform's OneRoster when it is not known
+// yet (the built-in app learns it on its home page, which the gateway never shows), and returns
+// the session to build the identity from: with the name when the lookup answers within
+// nameWait, so that the first page of a school's first user already names the school. A slower
+// lookup goes on in the background for the requests after it; until it answers,
+// X-Untis-School-Name is empty. A school whose name the platform does not give is asked at most
+// every 10 minutes, and only by one request: the others go on without waiting.
+func (s *Server) learnSchoolName(ctx context.Context, sess *store.Session) *store.Session {
 	if sess.TenantName != "" || s.platform == nil {
-		return
+		return sess
 	}
 	now := time.Now()
 	s.nameMu.Lock()
@@ -95,12 +98,33 @@ func (s *Server) learnSchoolName(ctx context.Context, sess *store.Session) {
 	}
 	if last, ok := s.nameAsked[sess.TenantID]; ok && now.Sub(last) < 10*time.Minute {
 		s.nameMu.Unlock()
-		return
+		return sess
 	}
 	s.nameAsked[sess.TenantID] = now
 	s.nameMu.Unlock()
-	go s.schoolName(context.WithoutCancel(ctx), sess)
+	found := make(chan string, 1)
+	go func() { found <- s.schoolName(context.WithoutCancel(ctx), sess) }()
+	wait := time.NewTimer(nameWait)
+	defer wait.Stop()
+	select {
+	case name := <-found:
+		if name == "" {
+			return sess
+		}
+		// A copy: the session may be the one the session cache hands every request of it.
+		named := *sess
+		named.TenantName = name
+		return &named
+	case <-wait.C:
+		return sess
+	case <-ctx.Done():
+		return sess
+	}
 }
+
+// nameWait bounds how long the first request of a school waits for its name (a OneRoster call,
+// a few milliseconds to a platform that answers).
+const nameWait = time.Second
 
 // apiRequest tells a script's request from a page the browser navigates to: a script's gets
 // JSON, a person gets a page.
@@ -220,7 +244,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "This request came from another site; it is not passed to the app.", http.StatusForbidden)
 		return
 	}
-	s.learnSchoolName(r.Context(), sess)
+	sess = s.learnSchoolName(r.Context(), sess)
 	id, err := s.identities.For(r.Context(), sess)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "forward-auth: identity", "request_id", RequestID(r.Context()), "err", err)

@@ -129,6 +129,26 @@ func TestGatewayGivesTheAppTheIdentityOfEveryRoleOfTwoSchools(t *testing.T) {
 	}
 }
 
+// The first request of a school's first user already carries the school's name: the app's first
+// page is what a school sees first, and "signed in at <school>" without the school looks broken.
+func TestGatewayFirstRequestOfASchoolCarriesItsName(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t, gatewayOptions{})
+	tid := g.school(platformsim.TenantSpec{ID: "3201", Name: "Realschule Öst"}, store.StateActive)
+	_, landed := g.signIn(tid, g.user(tid, platformsim.RoleTeacher).SourcedID)
+	if landed.status != http.StatusOK || landed.body != "app page /" {
+		t.Fatalf("sign-in landed on %d %q", landed.status, landed.body)
+	}
+	id := decoded(t, g.up.lastFor(t, "/").Header)
+	if got := id[gateway.HeaderSchoolName]; got != "Realschule Öst" {
+		t.Errorf("the first request's %s = %q, want the platform's name", gateway.HeaderSchoolName, got)
+	}
+	c, err := verifyAssertion(t, g.app.srv.URL, id[gateway.HeaderIdentity], g.clock.Now(), g.app.srv.URL)
+	if err != nil || c.SchoolName != "Realschule Öst" {
+		t.Errorf("the first request's assertion: school_name %q (%v)", c.SchoolName, err)
+	}
+}
+
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {

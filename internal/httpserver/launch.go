@@ -119,16 +119,19 @@ func (s *Server) flowAlreadyUsed(w http.ResponseWriter, r *http.Request) {
 // flowCookieMissing answers a callback without its flow cookie. In an iFrame that is almost
 // always the browser blocking third-party cookies: the flow is found by its state so that the
 // page can offer to start the same launch again in a new tab, where the cookies are first-party.
+// A callback the browser says it opened in a tab of its own (Sec-Fetch-Dest: document) is not
+// framed, even in embed mode: it gets the page for a tab (allow cookies, try again here).
 func (s *Server) flowCookieMissing(w http.ResponseWriter, r *http.Request, state string) {
 	ctx := r.Context()
 	l, found, err := s.sso.Abandon(ctx, state)
 	if err != nil {
 		s.log.WarnContext(ctx, "look up flow by state", "request_id", RequestID(ctx), "err", err)
 	}
+	framed := s.embedMode && r.Header.Get("Sec-Fetch-Dest") != "document"
 	s.log.WarnContext(ctx, "sign-in refused", "request_id", RequestID(ctx), "tenant_id", l.TenantID,
-		"reason", "no_flow_cookie", "embed_mode", s.embedMode)
-	p := page{Page: "cookie_blocked", Title: i18n.T("cookies.heading"), RequestID: RequestID(ctx), Embed: s.embedMode}
-	if s.embedMode {
+		"reason", "no_flow_cookie", "embed_mode", s.embedMode, "framed", framed)
+	p := page{Page: "cookie_blocked", Title: i18n.T("cookies.heading"), RequestID: RequestID(ctx), Embed: framed}
+	if framed {
 		p.Title = i18n.T("cookies.embed.heading")
 	}
 	if found {

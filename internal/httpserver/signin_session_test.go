@@ -301,6 +301,35 @@ func TestEmbedMode(t *testing.T) {
 	}
 }
 
+// In embed mode a callback without its flow cookie is almost always a browser that blocked the
+// cookie inside WebUntis' frame: the page offers the launch in a new tab. A callback the browser
+// opened in a tab of its own (Sec-Fetch-Dest: document) is not framed, so "open it in a new tab"
+// would send the reader round in circles: it gets the page for a tab, which asks to allow
+// cookies and starts the same launch again in the same tab.
+func TestEmbedModeMissingFlowCookieOutsideTheFrame(t *testing.T) {
+	t.Parallel()
+	e := newSigninEnv(t, signinOptions{embed: true})
+	tid := e.newSchool(store.StateActive)
+	for _, tc := range []struct {
+		dest, want, notWant string
+	}{
+		{"document", "Sign-in needs cookies", "Open the app in a new tab"},
+		{"iframe", "Open the app in a new tab", "Sign-in needs cookies"},
+	} {
+		b := e.browser()
+		b.signInAs(tid, e.user(tid, platformsim.RoleTeacher).SourcedID)
+		cb := b.authorize(e.app, launchQuery(tid, "lesson_id", "5"))
+		end := e.browser().do(http.MethodGet, cb, http.Header{"Sec-Fetch-Dest": {tc.dest}, "Sec-Fetch-Mode": {"navigate"}})
+		if end.status != http.StatusBadRequest || !strings.Contains(end.body, tc.want) || strings.Contains(end.body, tc.notWant) ||
+			!strings.Contains(end.body, "/launch?lesson_id=5&amp;tenant_id="+tid) {
+			t.Errorf("Sec-Fetch-Dest %s: page %d, want %q:\n%s", tc.dest, end.status, tc.want, end.body)
+		}
+		if tc.dest == "document" && strings.Contains(end.body, `target="_blank"`) {
+			t.Errorf("the page for a tab opens yet another tab:\n%s", end.body)
+		}
+	}
+}
+
 // TestKeyRotation: after the platform rotates its signing key, sign-ins go on once the JWKS
 // may be fetched again, and a flood of unknown key ids fetches the JWKS at most once per 30 s.
 func TestKeyRotation(t *testing.T) {

@@ -68,12 +68,23 @@ type schoolView struct {
 	Timetable                    *TimetableResult
 	TimetableUser                string
 	TimetableStart, TimetableEnd string
+	// Flash says what the last button of this card did.
+	Flash string
 }
 
 func (s *Sim) handleHome(w http.ResponseWriter, r *http.Request) {
+	// The message of the last button, in the card it belongs to (backTo), else at the top.
+	flash, at := r.URL.Query().Get("msg"), r.URL.Query().Get("at")
+	var keysFlash string
+	if at == signingKeysCard {
+		keysFlash, flash = flash, ""
+	}
 	var schools []schoolView
 	for _, ti := range s.Tenants() {
 		v := schoolView{TenantInfo: ti, StatusText: statusText[ti.Status]}
+		if at == "t-"+ti.ID {
+			v.Flash, flash = flash, ""
+		}
 		v.UserList = s.Users(ti.ID)
 		// A huge school would make an unusable select; the first 200
 		// users are plenty to click through.
@@ -101,14 +112,14 @@ func (s *Sim) handleHome(w http.ResponseWriter, r *http.Request) {
 		BaseURL, PartnerURL, RedirectURI, WebhookKey   string
 		CredentialsURL, DeactivationURL, PartnerLogout string
 		CalendarURL                                    string
-		Flash                                          string
+		Flash, KeysFlash                               string
 		Schools                                        []schoolView
 		Keys                                           SigningKeys
 		AltAuthorizePath, AltTokenPath                 string
 	}{
 		s.BaseURL(), partner, s.RedirectURI(), s.WebhookPublicKey(),
 		partner + s.credentialsPath, partner + s.deactivationPath, partner + "/logout", partner + s.calendarPath,
-		r.URL.Query().Get("msg"), schools, s.SigningKeys(), AltAuthorizePath, AltTokenPath,
+		flash, keysFlash, schools, s.SigningKeys(), AltAuthorizePath, AltTokenPath,
 	})
 }
 
@@ -171,16 +182,26 @@ func (s *Sim) handleSigningKeyAction(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusNotFound, "Not found", "No such signing key action.")
 		return
 	}
-	http.Redirect(w, r, "/?msg="+url.QueryEscape(msg)+"#signing-keys", http.StatusSeeOther)
+	backTo(w, r, signingKeysCard, msg)
 }
+
+// signingKeysCard is the id of the page's signing keys card.
+const signingKeysCard = "signing-keys"
 
 // backHome answers a page form with a redirect to the school's card.
 func backHome(w http.ResponseWriter, r *http.Request, tid, msg string) {
+	backTo(w, r, "t-"+tid, msg)
+}
+
+// backTo answers a page form with a redirect to the page's card whose id is card, and msg shown
+// in that card (?at=card): the browser opens the page scrolled to the card, where a message at
+// the top of the page would be out of sight, and the button would seem to have done nothing.
+func backTo(w http.ResponseWriter, r *http.Request, card, msg string) {
 	target := "/"
 	if msg != "" {
-		target += "?msg=" + url.QueryEscape(msg)
+		target += "?" + url.Values{"msg": {msg}, "at": {card}}.Encode()
 	}
-	http.Redirect(w, r, target+"#t-"+tid, http.StatusSeeOther)
+	http.Redirect(w, r, target+"#"+card, http.StatusSeeOther)
 }
 
 func (s *Sim) handleSignIn(w http.ResponseWriter, r *http.Request) {
@@ -317,7 +338,13 @@ func (s *Sim) handlePageAction(w http.ResponseWriter, r *http.Request) {
 		}
 		// Delivery errors are shown on the card.
 	}
-	backHome(w, r, tid, "")
+	var msg string
+	if chi.URLParam(r, "action") == "reactivate-quietly" {
+		// The only button that sends nothing: say so, or the card shows no answer at all.
+		msg = "New credentials, and no webhook was sent: the partner server does not know them until someone " +
+			"pastes them into its manual activation page (the link below the credentials)."
+	}
+	backHome(w, r, tid, msg)
 }
 
 var errUnknownAction = errors.New("platformsim: unknown action")
